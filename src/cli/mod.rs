@@ -1,0 +1,141 @@
+//! Command line: parse arguments, run one subcommand, map the outcome to an exit code.
+//!
+//! Data goes to stdout; diagnostics, progress and logs to stderr.
+
+mod graph;
+mod schema;
+mod validate;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
+
+/// Exit codes shared by every subcommand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// Success; for plan: no changes.
+    Ok = 0,
+    /// Error: bad input, refused, or nothing applied.
+    Error = 1,
+    /// Plan: changes present.
+    Changes = 2,
+    /// Apply: some steps applied, some failed.
+    Partial = 3,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "reconcile",
+    version,
+    about = "Declarative desired state for GitLab CE and AWS ECS",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load and validate the desired state; contacts nothing.
+    Validate(DirArgs),
+    /// Print the dependency graph.
+    Graph(graph::GraphArgs),
+    /// Write the JSON Schemas of the spec files (or check that they are fresh).
+    Schema(schema::SchemaArgs),
+    /// Show the changes that would bring live state to the desired state [not implemented yet].
+    #[command(long_flag = "plan")]
+    Plan(Pending),
+    /// Approve a plan file [not implemented yet].
+    Approve(Pending),
+    /// Apply a plan [not implemented yet].
+    Apply(Pending),
+    /// Run compliance policies alone [not implemented yet].
+    Check(Pending),
+    /// Detect and correct drift continuously [not implemented yet].
+    Daemon(Pending),
+}
+
+#[derive(Debug, Args)]
+pub struct DirArgs {
+    /// Desired-state directory.
+    #[arg(long, default_value = "desired-state")]
+    pub dir: PathBuf,
+}
+
+/// Arguments of a subcommand whose issue has not landed: accepted, then refused clearly.
+#[derive(Debug, Args)]
+pub struct Pending {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+pub fn run(cli: Cli) -> Exit {
+    match cli.command {
+        Command::Validate(args) => validate::run(&args),
+        Command::Graph(args) => graph::run(&args),
+        Command::Schema(args) => schema::run(&args),
+        Command::Plan(_) => not_yet("plan", 4),
+        Command::Approve(_) => not_yet("approve", 6),
+        Command::Apply(_) => not_yet("apply", 4),
+        Command::Check(_) => not_yet("check", 6),
+        Command::Daemon(_) => not_yet("daemon", 7),
+    }
+}
+
+fn not_yet(command: &str, issue: u32) -> Exit {
+    eprintln!(
+        "error: `reconcile {command}` is not implemented yet (issue #{issue}); nothing was contacted"
+    );
+    Exit::Error
+}
+
+/// Colour on stderr when it is a terminal and NO_COLOR is unset.
+pub(crate) fn stderr_stream() -> StandardStream {
+    let color = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
+    StandardStream::stderr(if color {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
+    })
+}
+
+/// Loads the desired state, printing every spec error on failure.
+pub(crate) fn load(dir: &std::path::Path) -> Option<crate::spec::DesiredState> {
+    match crate::spec::load(dir) {
+        Ok(state) => Some(state),
+        Err(errors) => {
+            let mut out = stderr_stream();
+            let _ = errors.render(&mut out);
+            None
+        }
+    }
+}
+
+/// Loads and builds the graph, printing spec errors or the cycle (located) on failure.
+pub(crate) fn load_graph(
+    dir: &std::path::Path,
+) -> Option<(crate::spec::DesiredState, crate::graph::Graph)> {
+    let state = load(dir)?;
+    match crate::graph::Graph::build(&state) {
+        Ok(g) => Some((state, g)),
+        Err(cycle) => {
+            let errors = crate::spec::cycle_errors(state, &cycle);
+            let _ = errors.render(&mut stderr_stream());
+            None
+        }
+    }
+}
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RECONCILE_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal())
+        .init();
+}

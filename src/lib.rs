@@ -1,0 +1,9 @@
+//! reconcile: a declarative desired-state engine for GitLab CE and AWS ECS.
+//!
+//! The pipeline (see ARCHITECTURE.md): [`spec`] loads and validates the desired state,
+//! [`graph`] orders it. Observe, diff, plan, approve, apply and the daemon build on these.
+
+pub mod address;
+pub mod cli;
+pub mod graph;
+pub mod spec;
