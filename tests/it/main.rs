@@ -1,0 +1,8 @@
+//! Integration tests: one binary, one module per area, each test a short builder over the real
+//! `reconcile` binary (and, in later modules, the GitLab emulator and moto).
+
+mod support;
+
+mod graph;
+mod schema;
+mod validate;

@@ -1,0 +1,110 @@
+//! `reconcile validate` on the example desired state and on the corpus of invalid specs.
+
+use crate::support::{assert_golden, reconcile, root, subdirs, text};
+
+#[test]
+fn example_desired_state_is_valid() {
+    let out = reconcile(&["validate"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("desired-state: valid ("));
+}
+
+#[test]
+fn example_files_declare_their_schema() {
+    for entry in walk(&root().join("desired-state")) {
+        let first = std::fs::read_to_string(&entry)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let schema = if entry.ends_with("reconcile.yaml") {
+            "config.json"
+        } else {
+            "resources.json"
+        };
+        assert!(
+            first.starts_with("# yaml-language-server: $schema=") && first.ends_with(schema),
+            "{} must start with a yaml-language-server line pointing at {schema}",
+            entry.display()
+        );
+        let target = entry
+            .parent()
+            .unwrap()
+            .join(first.trim_start_matches("# yaml-language-server: $schema="));
+        assert!(
+            target.exists(),
+            "{}: schema path {} does not exist",
+            entry.display(),
+            target.display()
+        );
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_some_and(|x| x == "yaml") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Each case under tests/invalid/ holds one mistake. Its full error output is golden; every
+/// error is located (file:line:column) unless it is about the directory itself, exit code is 1,
+/// and no value marked as a secret in the case (`SECRET-VALUE`) appears in the output.
+#[test]
+fn invalid_specs_report_located_errors() {
+    let cases = subdirs(&root().join("tests/invalid"));
+    assert!(
+        cases.len() >= 30,
+        "the corpus has {} cases; it should have at least 30",
+        cases.len()
+    );
+    let mut failures = Vec::new();
+    for case in &cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let dir = format!("tests/invalid/{name}");
+        let out = reconcile(&["validate", "--dir", &dir]);
+        let stderr = text(&out.stderr);
+        if out.status.code() != Some(1) {
+            failures.push(format!(
+                "{name}: exit code {:?}, expected 1",
+                out.status.code()
+            ));
+        }
+        if !out.stdout.is_empty() {
+            failures.push(format!("{name}: printed on stdout"));
+        }
+        if stderr.contains("SECRET-VALUE") {
+            failures.push(format!("{name}: a secret value reached the error output"));
+        }
+        let located = stderr
+            .lines()
+            .any(|l| l.contains(&format!("{dir}/")) && l.matches(':').count() >= 2);
+        let global = stderr.starts_with("error: no reconcile.yaml")
+            || stderr.starts_with("error: desired-state directory");
+        if !located && !global {
+            failures.push(format!("{name}: no file:line:column in the output"));
+        }
+        if !stderr.contains("help:") {
+            failures.push(format!("{name}: no help for the user"));
+        }
+        std::panic::catch_unwind(|| assert_golden(&format!("invalid/{name}.txt"), &stderr))
+            .unwrap_or_else(|_| failures.push(format!("{name}: golden differs")));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn missing_directory_is_an_error() {
+    let out = reconcile(&["validate", "--dir", "tests/no-such-dir"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("desired-state directory `tests/no-such-dir` does not exist")
+    );
+}
