@@ -1,0 +1,491 @@
+//! `/projects`: list (filters, offset and keyset pagination), get by id or
+//! URL-encoded path, create (with default-branch auto-protection when the
+//! repository is initialised), update, and delayed (soft) delete with
+//! `permanently_remove`.
+
+use std::collections::BTreeMap;
+
+use axum::Extension;
+use axum::extract::Path;
+use axum::http::{StatusCode, Uri};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::namespaces::valid_path;
+use super::{AppState, current, json, paged, project_with_access};
+use crate::error::{ApiError, ApiResult};
+use crate::middleware::AuthUser;
+use crate::model::{
+    Member, NamespaceKind, PROJECT_BOOL_SETTINGS, PROJECT_STRING_SETTINGS, Project,
+    ProtectedBranch, RefAccess, User, access,
+};
+use crate::pagination::{ListKind, Page, paginate, parse};
+use crate::params::Params;
+use crate::state::{NextIds, State};
+use crate::time::{date_in_days, now_iso};
+
+const VISIBILITIES: &[&str] = &["private", "internal", "public"];
+
+pub(crate) async fn list(
+    axum::extract::State(app): AppState,
+    Extension(auth): Extension<AuthUser>,
+    uri: Uri,
+    params: Params,
+) -> ApiResult<Response> {
+    let request = parse(&params, ListKind::PROJECTS, true)?;
+    let desc = crate::pagination::sort_desc(&params, true)?;
+    let order_by = params
+        .one_of(
+            "order_by",
+            &[
+                "id",
+                "name",
+                "path",
+                "created_at",
+                "updated_at",
+                "last_activity_at",
+                "similarity",
+                "star_count",
+                "storage_size",
+                "repository_size",
+            ],
+        )?
+        .unwrap_or_else(|| "created_at".into());
+    let search = params.str("search").map(|s| s.to_lowercase());
+    let search_namespaces = params.bool("search_namespaces")?.unwrap_or(false);
+    let owned = params.bool("owned")?.unwrap_or(false);
+    let membership = params.bool("membership")?.unwrap_or(false);
+    let archived = params.bool("archived")?;
+    let visibility = params.one_of("visibility", VISIBILITIES)?;
+    let id_after = params.int("id_after")?;
+    let id_before = params.int("id_before")?;
+    let min_access = params.int("min_access_level")?;
+
+    let state = app.state.lock();
+    let user = current(&state, &auth)?;
+    let id_range = (
+        id_after.map_or(std::ops::Bound::Unbounded, |a| {
+            std::ops::Bound::Excluded(a.max(0) as u64)
+        }),
+        id_before.map_or(std::ops::Bound::Unbounded, |b| {
+            std::ops::Bound::Excluded(b.max(0) as u64)
+        }),
+    );
+    if let (Some(a), Some(b)) = (id_after, id_before)
+        && a >= b
+    {
+        return Ok(paged(paginate(
+            request,
+            &app.base_url,
+            &uri,
+            std::iter::empty::<Value>(),
+            0,
+            |_| 0,
+        )));
+    }
+    let mut list: Vec<&Project> = state
+        .projects
+        .range(id_range)
+        .map(|(_, p)| p)
+        .filter(|p| {
+            if !state.can_read_project(user, p) {
+                return false;
+            }
+            let level = state.project_access(user, p);
+            (!owned || state.owns_namespace(user.id, p.namespace_id))
+                && (!membership || state.membership_level(user.id, p) > access::NO_ACCESS)
+                && min_access.is_none_or(|m| level >= m)
+                && archived.is_none_or(|a| p.archived == a)
+                && visibility.as_ref().is_none_or(|v| &p.visibility == v)
+                && search.as_ref().is_none_or(|s| {
+                    p.name.to_lowercase().contains(s)
+                        || p.path.to_lowercase().contains(s)
+                        || (search_namespaces
+                            && state.path_with_namespace(p).to_lowercase().contains(s))
+                })
+        })
+        .collect();
+    match order_by.as_str() {
+        "name" => list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id))),
+        "path" => list.sort_by(|a, b| a.path.cmp(&b.path).then(a.id.cmp(&b.id))),
+        _ => {}
+    }
+    if desc {
+        list.reverse();
+    }
+    let total = list.len();
+    let page = paginate(request, &app.base_url, &uri, list.into_iter(), total, |p| {
+        p.id
+    });
+    let items = page
+        .items
+        .iter()
+        .map(|p| state.project_json(p, &app.base_url, None))
+        .collect();
+    Ok(paged(Page {
+        items,
+        headers: page.headers,
+    }))
+}
+
+pub(crate) async fn get_one(
+    axum::extract::State(app): AppState,
+    Extension(auth): Extension<AuthUser>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let state = app.state.lock();
+    let pid = project_with_access(&state, &auth, &id, access::NO_ACCESS)?;
+    let user = current(&state, &auth)?;
+    Ok(json(
+        StatusCode::OK,
+        state.project_json(&state.projects[&pid], &app.base_url, Some(user)),
+    ))
+}
+
+/// `Gitlab::Regex.project_name_regex`, simplified.
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    (first.is_alphanumeric() || first == '_' || !first.is_ascii())
+        && name.chars().all(|c| {
+            c.is_alphanumeric() || matches!(c, '_' | '.' | '+' | '-' | ' ') || !c.is_ascii()
+        })
+}
+
+const NAME_FORMAT: &str = "can contain only letters, digits, emoji, '_', '.', '+', dashes, or spaces. It must start with a letter, digit, emoji, or '_'.";
+const PATH_FORMAT: &str = "can contain only letters, digits, '_', '-' and '.'. Cannot start with '-', end in '.git' or end in '.atom'";
+
+/// `name.parameterize`: lower-case, runs of other characters become `-`.
+fn parameterize(name: &str) -> String {
+    let mut out = String::new();
+    let mut dash = false;
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            out.push(c.to_ascii_lowercase());
+            dash = false;
+        } else if !dash && !out.is_empty() {
+            out.push('-');
+            dash = true;
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+/// Name and path validation against the namespace (`render_validation_error!` body).
+fn check_name_path(
+    state: &State,
+    namespace_id: u64,
+    self_id: Option<u64>,
+    name: &str,
+    path: &str,
+) -> ApiResult<()> {
+    let mut problems: Vec<(&str, &str)> = Vec::new();
+    let ns_path = &state.namespaces[&namespace_id].full_path;
+    if !valid_name(name) {
+        problems.push(("name", NAME_FORMAT));
+    }
+    if !valid_path(path) {
+        problems.push(("path", PATH_FORMAT));
+    }
+    let other = |found: Option<&u64>| found.is_some_and(|id| Some(*id) != self_id);
+    let name_taken = other(
+        state
+            .idx
+            .project_name
+            .get(&(namespace_id, name.to_lowercase())),
+    );
+    let full = format!("{ns_path}/{path}").to_lowercase();
+    let path_taken =
+        other(state.idx.project_path.get(&full)) || state.idx.namespace_path.contains_key(&full);
+    if name_taken {
+        problems.push(("name", "has already been taken"));
+    }
+    if path_taken {
+        problems.push(("path", "has already been taken"));
+    }
+    if name_taken {
+        problems.push(("project_namespace.name", "has already been taken"));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::validation(&problems))
+    }
+}
+
+/// Reads the generic settings and topics from `params` into `settings`.
+fn apply_settings(
+    settings: &mut BTreeMap<String, Value>,
+    topics: &mut Vec<String>,
+    params: &Params,
+) -> ApiResult<()> {
+    for (name, _) in PROJECT_BOOL_SETTINGS {
+        if let Some(v) = params.bool(name)? {
+            settings.insert((*name).to_string(), Value::Bool(v));
+        }
+    }
+    for (name, allowed, _) in PROJECT_STRING_SETTINGS {
+        let value = if allowed.is_empty() {
+            params.str(name)
+        } else {
+            params.one_of(name, allowed)?
+        };
+        if let Some(v) = value {
+            settings.insert((*name).to_string(), Value::String(v));
+        }
+    }
+    if params.has("topics") || params.has("tag_list") {
+        let key = if params.has("topics") {
+            "topics"
+        } else {
+            "tag_list"
+        };
+        *topics = params
+            .list(key)
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+    }
+    Ok(())
+}
+
+/// Creates the automatic protection of the default branch (Maintainers push
+/// and merge, no force push), as `default_branch_protection_defaults` does.
+fn default_protection(state: &mut State, branch: &str) -> ProtectedBranch {
+    let id = NextIds::take(&mut state.next_id.protected_branch);
+    let push = RefAccess {
+        id: NextIds::take(&mut state.next_id.ref_access),
+        access_level: access::MAINTAINER,
+        user_id: None,
+        group_id: None,
+        deploy_key_id: None,
+    };
+    let merge = RefAccess {
+        id: NextIds::take(&mut state.next_id.ref_access),
+        ..push.clone()
+    };
+    ProtectedBranch {
+        id,
+        name: branch.to_string(),
+        push_access_levels: vec![push],
+        merge_access_levels: vec![merge],
+        allow_force_push: false,
+        code_owner_approval_required: false,
+    }
+}
+
+pub(crate) async fn create(
+    axum::extract::State(app): AppState,
+    Extension(auth): Extension<AuthUser>,
+    params: Params,
+) -> ApiResult<Response> {
+    let name_param = params.str("name").filter(|s| !s.is_empty());
+    let path_param = params.str("path").filter(|s| !s.is_empty());
+    if name_param.is_none() && path_param.is_none() {
+        return Err(ApiError::bad_param(
+            "name, path are missing, at least one parameter must be provided",
+        ));
+    }
+    let visibility = params
+        .one_of("visibility", VISIBILITIES)?
+        .unwrap_or_else(|| "private".into());
+    let initialize = params.bool("initialize_with_readme")?.unwrap_or(false);
+    let namespace_param = params.int("namespace_id")?;
+    let mut settings = BTreeMap::new();
+    let mut topics = Vec::new();
+    apply_settings(&mut settings, &mut topics, &params)?;
+
+    let mut state = app.state.lock();
+    let user: User = current(&state, &auth)?.clone();
+    let namespace_id = match namespace_param {
+        Some(id) => {
+            let id = id as u64;
+            if !state.namespaces.contains_key(&id) {
+                return Err(ApiError::not_found("Namespace"));
+            }
+            id
+        }
+        None => user.namespace_id,
+    };
+    if !user.is_admin && !state.owns_namespace(user.id, namespace_id) {
+        return Err(ApiError::validation(&[("namespace", "is not valid")]));
+    }
+    let name = name_param
+        .clone()
+        .unwrap_or_else(|| path_param.clone().unwrap_or_default());
+    let path = path_param.unwrap_or_else(|| parameterize(&name));
+    check_name_path(&state, namespace_id, None, &name, &path)?;
+
+    let default_branch = params
+        .str("default_branch")
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "main".into());
+    let now = now_iso();
+    let id = NextIds::take(&mut state.next_id.project);
+    let mut project = Project {
+        id,
+        name: name.clone(),
+        path: path.clone(),
+        description: params.str("description"),
+        namespace_id,
+        visibility,
+        default_branch: None,
+        branches: Vec::new(),
+        topics,
+        settings,
+        created_at: now.clone(),
+        updated_at: now.clone(),
+        last_activity_at: now.clone(),
+        archived: false,
+        creator_id: user.id,
+        marked_for_deletion_on: None,
+        marked_for_deletion_at: None,
+        members: Vec::new(),
+        protected_branches: Vec::new(),
+        variables: BTreeMap::new(),
+        variable_keys: Default::default(),
+    };
+    if initialize {
+        project.default_branch = Some(default_branch.clone());
+        project.branches.push(default_branch.clone());
+        project
+            .protected_branches
+            .push(default_protection(&mut state, &default_branch));
+    }
+    let ns = &state.namespaces[&namespace_id];
+    if ns.kind == NamespaceKind::User {
+        let owner_id = ns.owner_id;
+        project.members.push(Member {
+            id: NextIds::take(&mut state.next_id.member),
+            user_id: owner_id,
+            access_level: access::OWNER,
+            expires_at: None,
+            created_at: now,
+            created_by_id: user.id,
+        });
+    }
+    let full = format!("{}/{}", state.namespaces[&namespace_id].full_path, path).to_lowercase();
+    state.idx.project_path.insert(full, id);
+    state
+        .idx
+        .project_name
+        .insert((namespace_id, name.to_lowercase()), id);
+    state.projects.insert(id, project);
+    tracing::debug!(project_id = id, path = %path, initialized = initialize, "Created project");
+    Ok(json(
+        StatusCode::CREATED,
+        state.project_json(&state.projects[&id], &app.base_url, None),
+    ))
+}
+
+pub(crate) async fn update(
+    axum::extract::State(app): AppState,
+    Extension(auth): Extension<AuthUser>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<Response> {
+    let visibility = params.one_of("visibility", VISIBILITIES)?;
+    let mut state = app.state.lock();
+    let pid = project_with_access(&state, &auth, &id, access::MAINTAINER)?;
+    let mut project = state.projects[&pid].clone();
+    let new_name = params.str("name").unwrap_or_else(|| project.name.clone());
+    let new_path = params.str("path").unwrap_or_else(|| project.path.clone());
+    if new_name != project.name || new_path != project.path {
+        check_name_path(
+            &state,
+            project.namespace_id,
+            Some(pid),
+            &new_name,
+            &new_path,
+        )?;
+    }
+    if let Some(branch) = params.str("default_branch")
+        && project.default_branch.as_deref() != Some(branch.as_str())
+    {
+        if !project.branches.contains(&branch) {
+            return Err(ApiError::message(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Could not set the default branch. Do you have a branch named '{branch}' in your repository?"
+                ),
+            ));
+        }
+        project.default_branch = Some(branch);
+    }
+    apply_settings(&mut project.settings, &mut project.topics, &params)?;
+    if params.has("description") {
+        project.description = params.str("description");
+    }
+    if let Some(v) = visibility {
+        project.visibility = v;
+    }
+    let old_full = state.path_with_namespace(&project).to_lowercase();
+    let old_name = project.name.to_lowercase();
+    project.name = new_name;
+    project.path = new_path;
+    project.updated_at = now_iso();
+    let new_full = state.path_with_namespace(&project).to_lowercase();
+    state.idx.project_path.remove(&old_full);
+    state.idx.project_path.insert(new_full, pid);
+    state
+        .idx
+        .project_name
+        .remove(&(project.namespace_id, old_name));
+    state
+        .idx
+        .project_name
+        .insert((project.namespace_id, project.name.to_lowercase()), pid);
+    state.projects.insert(pid, project);
+    let user = current(&state, &auth)?;
+    Ok(json(
+        StatusCode::OK,
+        state.project_json(&state.projects[&pid], &app.base_url, Some(user)),
+    ))
+}
+
+pub(crate) async fn delete(
+    axum::extract::State(app): AppState,
+    Extension(auth): Extension<AuthUser>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<Response> {
+    let permanently = params.bool("permanently_remove")?.unwrap_or(false);
+    let mut state = app.state.lock();
+    let pid = project_with_access(&state, &auth, &id, access::OWNER)?;
+    let full_path = state.path_with_namespace(&state.projects[&pid]);
+    let marked = state.projects[&pid].marked_for_deletion_at.is_some();
+    if permanently {
+        if !marked {
+            return Err(ApiError::message(
+                StatusCode::BAD_REQUEST,
+                "Project must be marked for deletion first.",
+            ));
+        }
+        if params.str("full_path").as_deref() != Some(full_path.as_str()) {
+            return Err(ApiError::message(
+                StatusCode::BAD_REQUEST,
+                "`full_path` is incorrect. You must enter the complete path for the project.",
+            ));
+        }
+        state.remove_project_now(pid);
+        tracing::debug!(project_id = pid, "Permanently removed project");
+    } else {
+        if marked {
+            return Err(ApiError::message(
+                StatusCode::BAD_REQUEST,
+                "Project has been already marked for deletion",
+            ));
+        }
+        let project = state.projects.get_mut(&pid).expect("found above");
+        project.marked_for_deletion_at = Some(date_in_days(0));
+        project.marked_for_deletion_on = Some(date_in_days(0));
+        project.archived = true;
+        tracing::debug!(project_id = pid, "Marked project for deletion");
+    }
+    Ok(json(
+        StatusCode::ACCEPTED,
+        json!({ "message": "202 Accepted" }),
+    ))
+}

@@ -1,0 +1,619 @@
+//! Stored records (what the state file contains) and their presentation as
+//! GitLab API entities (`lib/api/entities/*.rb`): field names, types and which
+//! fields each view exposes. Presentation is pure; it never mutates state.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Access levels (`Gitlab::Access`).
+pub(crate) mod access {
+    pub const NO_ACCESS: i64 = 0;
+    pub const MINIMAL: i64 = 5;
+    pub const GUEST: i64 = 10;
+    pub const PLANNER: i64 = 15;
+    pub const REPORTER: i64 = 20;
+    pub const SECURITY_MANAGER: i64 = 25;
+    pub const DEVELOPER: i64 = 30;
+    pub const MAINTAINER: i64 = 40;
+    pub const OWNER: i64 = 50;
+    pub const ADMIN: i64 = 60;
+
+    /// Levels a project membership may have.
+    pub const MEMBER_LEVELS: [i64; 9] = [
+        MINIMAL,
+        GUEST,
+        PLANNER,
+        REPORTER,
+        SECURITY_MANAGER,
+        DEVELOPER,
+        MAINTAINER,
+        OWNER,
+        NO_ACCESS,
+    ];
+
+    /// Levels a protected-branch push or merge rule may have (`ProtectedRefAccess`).
+    pub const PROTECTED_REF_LEVELS: [i64; 4] = [MAINTAINER, DEVELOPER, NO_ACCESS, ADMIN];
+}
+
+/// User account state (`User#state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum UserState {
+    Active,
+    Blocked,
+    Deactivated,
+}
+
+impl UserState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserState::Active => "active",
+            UserState::Blocked => "blocked",
+            UserState::Deactivated => "deactivated",
+        }
+    }
+}
+
+/// A user account.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct User {
+    pub id: u64,
+    pub username: String,
+    pub name: String,
+    pub email: String,
+    pub state: UserState,
+    pub is_admin: bool,
+    pub external: bool,
+    pub bot: bool,
+    pub created_at: String,
+    pub confirmed_at: Option<String>,
+    pub namespace_id: u64,
+    pub created_by_id: Option<u64>,
+    pub projects_limit: i64,
+    pub can_create_group: bool,
+    pub private_profile: bool,
+    pub bio: String,
+    pub location: String,
+    pub public_email: Option<String>,
+    pub website_url: String,
+    pub organization: String,
+    pub job_title: String,
+    pub note: Option<String>,
+    /// Unix milliseconds after which an asynchronously deleted user disappears.
+    pub delete_at_ms: Option<u64>,
+}
+
+/// Which entity a user is presented with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UserView {
+    /// `Entities::UserBasic` (non-admin lists, members' embedded users).
+    Basic,
+    /// `Entities::User` (non-admin `GET /users/:id`).
+    Public,
+    /// `Entities::UserPublic` (`GET /user` for a non-admin).
+    SelfView,
+    /// `Entities::UserWithAdmin` / `UserDetailsWithAdmin` (admin views).
+    Admin,
+}
+
+impl User {
+    pub fn to_json(&self, base_url: &str, view: UserView) -> Value {
+        let mut v = json!({
+            "id": self.id,
+            "username": self.username,
+            "name": self.name,
+            "state": self.state.as_str(),
+            "locked": false,
+            "avatar_url": Value::Null,
+            "web_url": format!("{base_url}/{}", self.username),
+        });
+        if view == UserView::Basic {
+            return v;
+        }
+        let o = v.as_object_mut().expect("object literal");
+        o.insert("created_at".into(), json!(self.created_at));
+        o.insert("bio".into(), json!(self.bio));
+        o.insert("location".into(), json!(self.location));
+        o.insert("public_email".into(), json!(self.public_email));
+        o.insert("skype".into(), json!(""));
+        o.insert("linkedin".into(), json!(""));
+        o.insert("twitter".into(), json!(""));
+        o.insert("discord".into(), json!(""));
+        o.insert("website_url".into(), json!(self.website_url));
+        o.insert("organization".into(), json!(self.organization));
+        o.insert("job_title".into(), json!(self.job_title));
+        o.insert("pronouns".into(), Value::Null);
+        o.insert("bot".into(), json!(self.bot));
+        o.insert("work_information".into(), Value::Null);
+        o.insert("followers".into(), json!(0));
+        o.insert("following".into(), json!(0));
+        o.insert("local_time".into(), Value::Null);
+        if view == UserView::Public {
+            return v;
+        }
+        let o = v.as_object_mut().expect("object literal");
+        o.insert("last_sign_in_at".into(), Value::Null);
+        o.insert("confirmed_at".into(), json!(self.confirmed_at));
+        o.insert("last_activity_on".into(), Value::Null);
+        o.insert("email".into(), json!(self.email));
+        o.insert("theme_id".into(), json!(3));
+        o.insert("color_scheme_id".into(), json!(1));
+        o.insert("projects_limit".into(), json!(self.projects_limit));
+        o.insert("current_sign_in_at".into(), Value::Null);
+        o.insert("identities".into(), json!([]));
+        o.insert("can_create_group".into(), json!(self.can_create_group));
+        o.insert(
+            "can_create_project".into(),
+            json!(self.projects_limit > 0 || self.is_admin),
+        );
+        o.insert("two_factor_enabled".into(), json!(false));
+        o.insert("external".into(), json!(self.external));
+        o.insert("private_profile".into(), json!(self.private_profile));
+        o.insert("commit_email".into(), json!(self.email));
+        if view == UserView::Admin {
+            o.insert("is_admin".into(), json!(self.is_admin));
+            o.insert("note".into(), json!(self.note));
+            o.insert("namespace_id".into(), json!(self.namespace_id));
+            o.insert(
+                "created_by".into(),
+                match self.created_by_id {
+                    Some(id) => json!({ "id": id }),
+                    None => Value::Null,
+                },
+            );
+        }
+        v
+    }
+}
+
+/// Namespace kind (`Namespace#kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum NamespaceKind {
+    User,
+    Group,
+}
+
+/// A user's personal namespace or a group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Namespace {
+    pub id: u64,
+    pub name: String,
+    pub path: String,
+    pub kind: NamespaceKind,
+    pub full_path: String,
+    pub parent_id: Option<u64>,
+    /// For a user namespace, its user; for a group, the user who created it (its Owner).
+    pub owner_id: u64,
+    pub visibility: String,
+    pub description: String,
+    pub created_at: String,
+}
+
+impl Namespace {
+    /// `full_name` as GitLab renders it ("Parent / Child").
+    pub fn full_name(&self, namespaces: &BTreeMap<u64, Namespace>) -> String {
+        let mut names = vec![self.name.clone()];
+        let mut parent = self.parent_id;
+        while let Some(pid) = parent {
+            match namespaces.get(&pid) {
+                Some(p) => {
+                    names.push(p.name.clone());
+                    parent = p.parent_id;
+                }
+                None => break,
+            }
+        }
+        names.reverse();
+        names.join(" / ")
+    }
+
+    fn web_url(&self, base_url: &str) -> String {
+        match self.kind {
+            NamespaceKind::User => format!("{base_url}/{}", self.full_path),
+            NamespaceKind::Group => format!("{base_url}/groups/{}", self.full_path),
+        }
+    }
+
+    /// `Entities::NamespaceBasic` (embedded in projects).
+    pub fn basic_json(&self, base_url: &str) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "path": self.path,
+            "kind": match self.kind { NamespaceKind::User => "user", NamespaceKind::Group => "group" },
+            "full_path": self.full_path,
+            "parent_id": self.parent_id,
+            "avatar_url": Value::Null,
+            "web_url": self.web_url(base_url),
+        })
+    }
+
+    /// `Entities::Namespace` (`GET /namespaces`).
+    pub fn namespace_json(&self, base_url: &str, members: u64) -> Value {
+        let mut v = self.basic_json(base_url);
+        let o = v.as_object_mut().expect("object literal");
+        o.insert("members_count_with_descendants".into(), json!(members));
+        o.insert("root_repository_size".into(), json!(0));
+        o.insert("projects_count".into(), json!(0));
+        v
+    }
+
+    /// `Entities::Group`.
+    pub fn group_json(&self, base_url: &str, namespaces: &BTreeMap<u64, Namespace>) -> Value {
+        json!({
+            "id": self.id,
+            "web_url": self.web_url(base_url),
+            "name": self.name,
+            "path": self.path,
+            "description": self.description,
+            "visibility": self.visibility,
+            "share_with_group_lock": false,
+            "require_two_factor_authentication": false,
+            "two_factor_grace_period": 48,
+            "project_creation_level": "developer",
+            "auto_devops_enabled": Value::Null,
+            "subgroup_creation_level": "maintainer",
+            "emails_disabled": false,
+            "emails_enabled": true,
+            "mentions_disabled": Value::Null,
+            "lfs_enabled": true,
+            "default_branch": Value::Null,
+            "default_branch_protection": 2,
+            "avatar_url": Value::Null,
+            "request_access_enabled": true,
+            "full_name": self.full_name(namespaces),
+            "full_path": self.full_path,
+            "created_at": self.created_at,
+            "parent_id": self.parent_id,
+            "organization_id": 1,
+            "shared_runners_setting": "enabled",
+            "ldap_cn": Value::Null,
+            "ldap_access": Value::Null,
+            "marked_for_deletion_on": Value::Null,
+        })
+    }
+}
+
+/// A direct project membership.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Member {
+    pub id: u64,
+    pub user_id: u64,
+    pub access_level: i64,
+    pub expires_at: Option<String>,
+    pub created_at: String,
+    pub created_by_id: u64,
+}
+
+impl Member {
+    /// `Entities::Member`: the user's basic fields plus the membership's.
+    pub fn to_json(
+        &self,
+        user: &User,
+        creator: Option<&User>,
+        base_url: &str,
+        admin_view: bool,
+    ) -> Value {
+        let mut v = user.to_json(base_url, UserView::Basic);
+        let o = v.as_object_mut().expect("object literal");
+        o.insert("access_level".into(), json!(self.access_level));
+        o.insert("created_at".into(), json!(self.created_at));
+        o.insert(
+            "created_by".into(),
+            match creator {
+                Some(c) => c.to_json(base_url, UserView::Basic),
+                None => Value::Null,
+            },
+        );
+        o.insert("expires_at".into(), json!(self.expires_at));
+        o.insert("group_saml_identity".into(), Value::Null);
+        o.insert("membership_state".into(), json!("active"));
+        o.insert("member_role".into(), Value::Null);
+        if admin_view {
+            o.insert("email".into(), json!(user.email));
+        }
+        v
+    }
+}
+
+/// One push/merge access rule of a protected branch (`Entities::ProtectedRefAccess`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct RefAccess {
+    pub id: u64,
+    pub access_level: i64,
+    pub user_id: Option<u64>,
+    pub group_id: Option<u64>,
+    pub deploy_key_id: Option<u64>,
+}
+
+/// `ProtectedRefAccess#humanize` for role-based rules.
+pub(crate) fn access_level_description(level: i64) -> &'static str {
+    match level {
+        access::MAINTAINER => "Maintainers",
+        access::DEVELOPER => "Developers + Maintainers",
+        access::NO_ACCESS => "No one",
+        access::ADMIN => "Administrators",
+        _ => "Unknown",
+    }
+}
+
+impl RefAccess {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "access_level": self.access_level,
+            "access_level_description": access_level_description(self.access_level),
+            "deploy_key_id": self.deploy_key_id,
+            "user_id": self.user_id,
+            "group_id": self.group_id,
+        })
+    }
+}
+
+/// A protected branch rule (name may be a wildcard pattern).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ProtectedBranch {
+    pub id: u64,
+    pub name: String,
+    pub push_access_levels: Vec<RefAccess>,
+    pub merge_access_levels: Vec<RefAccess>,
+    pub allow_force_push: bool,
+    pub code_owner_approval_required: bool,
+}
+
+impl ProtectedBranch {
+    /// `Entities::ProtectedBranch` as CE renders it (no `unprotect_access_levels`).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "push_access_levels": self.push_access_levels.iter().map(RefAccess::to_json).collect::<Vec<_>>(),
+            "merge_access_levels": self.merge_access_levels.iter().map(RefAccess::to_json).collect::<Vec<_>>(),
+            "allow_force_push": self.allow_force_push,
+            "code_owner_approval_required": self.code_owner_approval_required,
+        })
+    }
+}
+
+/// A project CI/CD variable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Variable {
+    pub id: u64,
+    pub key: String,
+    pub value: String,
+    pub variable_type: String,
+    pub protected: bool,
+    pub masked: bool,
+    pub hidden: bool,
+    pub raw: bool,
+    pub environment_scope: String,
+    pub description: Option<String>,
+}
+
+impl Variable {
+    /// `Entities::Ci::Variable`; hidden variables render `value: null`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "variable_type": self.variable_type,
+            "key": self.key,
+            "value": if self.hidden { Value::Null } else { Value::String(self.value.clone()) },
+            "hidden": self.hidden,
+            "protected": self.protected,
+            "masked": self.masked,
+            "raw": self.raw,
+            "environment_scope": self.environment_scope,
+            "description": self.description,
+        })
+    }
+}
+
+/// Boolean and string project settings stored generically (name -> value).
+pub(crate) const PROJECT_BOOL_SETTINGS: &[(&str, bool)] = &[
+    ("issues_enabled", true),
+    ("merge_requests_enabled", true),
+    ("wiki_enabled", true),
+    ("jobs_enabled", true),
+    ("snippets_enabled", true),
+    ("container_registry_enabled", true),
+    ("lfs_enabled", true),
+    ("shared_runners_enabled", true),
+    ("request_access_enabled", true),
+    ("only_allow_merge_if_pipeline_succeeds", false),
+    ("only_allow_merge_if_all_discussions_are_resolved", false),
+    ("allow_merge_on_skipped_pipeline", false),
+    ("remove_source_branch_after_merge", true),
+    ("printing_merge_request_link_enabled", true),
+    ("resolve_outdated_diff_discussions", false),
+    ("emails_enabled", true),
+    ("packages_enabled", true),
+    ("service_desk_enabled", false),
+    ("autoclose_referenced_issues", true),
+    ("public_jobs", true),
+];
+
+/// String-valued settings with their allowed values (empty = free text) and defaults.
+pub(crate) const PROJECT_STRING_SETTINGS: &[(&str, &[&str], &str)] = &[
+    ("merge_method", &["merge", "rebase_merge", "ff"], "merge"),
+    (
+        "squash_option",
+        &["never", "always", "default_on", "default_off"],
+        "default_off",
+    ),
+    ("ci_config_path", &[], ""),
+    ("build_git_strategy", &["fetch", "clone"], "fetch"),
+    (
+        "issues_access_level",
+        &["disabled", "private", "enabled"],
+        "enabled",
+    ),
+    (
+        "repository_access_level",
+        &["disabled", "private", "enabled"],
+        "enabled",
+    ),
+    (
+        "merge_requests_access_level",
+        &["disabled", "private", "enabled"],
+        "enabled",
+    ),
+    (
+        "builds_access_level",
+        &["disabled", "private", "enabled"],
+        "enabled",
+    ),
+    (
+        "wiki_access_level",
+        &["disabled", "private", "enabled"],
+        "enabled",
+    ),
+    (
+        "snippets_access_level",
+        &["disabled", "private", "enabled"],
+        "enabled",
+    ),
+];
+
+/// A project with its members, protected branches and variables.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Project {
+    pub id: u64,
+    pub name: String,
+    pub path: String,
+    pub description: Option<String>,
+    pub namespace_id: u64,
+    pub visibility: String,
+    pub default_branch: Option<String>,
+    /// Branches that exist in the (imaginary) repository.
+    pub branches: Vec<String>,
+    pub topics: Vec<String>,
+    pub settings: BTreeMap<String, Value>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub last_activity_at: String,
+    pub archived: bool,
+    pub creator_id: u64,
+    pub marked_for_deletion_on: Option<String>,
+    pub marked_for_deletion_at: Option<String>,
+    pub members: Vec<Member>,
+    pub protected_branches: Vec<ProtectedBranch>,
+    /// Variables by id (GitLab lists them in id order).
+    pub variables: BTreeMap<u64, Variable>,
+    /// Variable ids by key (rebuilt on load).
+    #[serde(skip)]
+    pub variable_keys: HashMap<String, Vec<u64>>,
+}
+
+impl Project {
+    pub fn rebuild_indexes(&mut self) {
+        self.variable_keys.clear();
+        for v in self.variables.values() {
+            self.variable_keys
+                .entry(v.key.clone())
+                .or_default()
+                .push(v.id);
+        }
+    }
+
+    pub fn member(&self, user_id: u64) -> Option<&Member> {
+        self.members.iter().find(|m| m.user_id == user_id)
+    }
+
+    pub fn setting_bool(&self, name: &str, default: bool) -> bool {
+        self.settings
+            .get(name)
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
+    }
+
+    /// `Entities::Project` (with `permissions` when `access` is given).
+    pub fn to_json(
+        &self,
+        base_url: &str,
+        namespace: &Namespace,
+        namespace_full_name: &str,
+        owner: Option<&User>,
+        access: Option<(i64, bool)>,
+    ) -> Value {
+        let pwn = format!("{}/{}", namespace.full_path, self.path);
+        let web_url = format!("{base_url}/{pwn}");
+        let host = base_url
+            .trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .split(':')
+            .next()
+            .unwrap_or("localhost")
+            .to_string();
+        let mut v = json!({
+            "id": self.id,
+            "description": self.description,
+            "name": self.name,
+            "name_with_namespace": format!("{namespace_full_name} / {}", self.name),
+            "path": self.path,
+            "path_with_namespace": pwn,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "default_branch": self.default_branch,
+            "tag_list": self.topics,
+            "topics": self.topics,
+            "ssh_url_to_repo": format!("git@{host}:{pwn}.git"),
+            "http_url_to_repo": format!("{web_url}.git"),
+            "web_url": web_url,
+            "readme_url": self.default_branch.as_ref().map(|b| format!("{web_url}/-/blob/{b}/README.md")),
+            "forks_count": 0,
+            "avatar_url": Value::Null,
+            "star_count": 0,
+            "last_activity_at": self.last_activity_at,
+            "visibility": self.visibility,
+            "namespace": namespace.basic_json(base_url),
+            "container_registry_image_prefix": format!("{host}:5050/{}", pwn.to_lowercase()),
+            "_links": {
+                "self": format!("{base_url}/api/v4/projects/{}", self.id),
+                "issues": format!("{base_url}/api/v4/projects/{}/issues", self.id),
+                "merge_requests": format!("{base_url}/api/v4/projects/{}/merge_requests", self.id),
+                "repo_branches": format!("{base_url}/api/v4/projects/{}/repository/branches", self.id),
+                "labels": format!("{base_url}/api/v4/projects/{}/labels", self.id),
+                "events": format!("{base_url}/api/v4/projects/{}/events", self.id),
+                "members": format!("{base_url}/api/v4/projects/{}/members", self.id),
+                "cluster_agents": format!("{base_url}/api/v4/projects/{}/cluster_agents", self.id),
+            },
+            "empty_repo": self.branches.is_empty(),
+            "archived": self.archived,
+            "resolve_outdated_diff_discussions": self.setting_bool("resolve_outdated_diff_discussions", false),
+            "creator_id": self.creator_id,
+            "import_status": "none",
+            "open_issues_count": 0,
+            "marked_for_deletion_at": self.marked_for_deletion_at,
+            "marked_for_deletion_on": self.marked_for_deletion_on,
+        });
+        let o = v.as_object_mut().expect("object literal");
+        if let Some(owner) = owner {
+            o.insert("owner".into(), owner.to_json(base_url, UserView::Basic));
+        }
+        for (name, default) in PROJECT_BOOL_SETTINGS {
+            o.insert((*name).into(), json!(self.setting_bool(name, *default)));
+        }
+        for (name, _, default) in PROJECT_STRING_SETTINGS {
+            let value = self
+                .settings
+                .get(*name)
+                .cloned()
+                .unwrap_or_else(|| json!(default));
+            o.insert((*name).into(), value);
+        }
+        if let Some((level, is_admin)) = access {
+            let project_access = if level > 0 && !is_admin {
+                json!({ "access_level": level, "notification_level": 3 })
+            } else {
+                Value::Null
+            };
+            o.insert(
+                "permissions".into(),
+                json!({ "project_access": project_access, "group_access": Value::Null }),
+            );
+        }
+        v
+    }
+}
