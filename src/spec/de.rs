@@ -85,7 +85,23 @@ impl de::Error for DeError {
             de::Unexpected::Map => "a mapping".into(),
             other => other.to_string(),
         };
-        Self::custom(format!("expected {exp}, found {found}"))
+        let expected = expected_in_words(&exp.to_string());
+        let help = match expected.as_str() {
+            _ if matches!(unexp, de::Unexpected::Unit) => {
+                format!("write {expected} after the colon, or remove the key")
+            }
+            "`true` or `false`" => "write `true` or `false`, without quotes".to_string(),
+            "a whole number" | "a number" => format!("write {expected} here, without quotes"),
+            "a mapping" => "write `key: value` lines indented under this key".to_string(),
+            "a list" => "write items starting with `- `, or `[a, b]`".to_string(),
+            _ => format!("write {expected} here"),
+        };
+        DeError {
+            message: format!("expected {expected}, found {found}"),
+            help: Some(help),
+            span: None,
+            sensitive: false,
+        }
     }
 
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
@@ -120,6 +136,19 @@ impl de::Error for DeError {
 
     fn duplicate_field(field: &'static str) -> Self {
         Self::custom(format!("duplicate field `{field}`"))
+    }
+}
+
+/// What serde expected, in the words of a YAML author (`u32` → "a whole number").
+fn expected_in_words(exp: &str) -> String {
+    match exp {
+        "u8" | "u16" | "u32" | "u64" | "i8" | "i16" | "i32" | "i64" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a sequence" => "a list".into(),
+        "a map" => "a mapping".into(),
+        e if e.starts_with("struct ") => "a mapping".into(),
+        e if e.starts_with("enum ") => "a single value".into(),
+        e => e.into(),
     }
 }
 
@@ -372,7 +401,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
 
     fn deserialize_struct<V: Visitor<'de>>(
         self,
-        _name: &'static str,
+        name: &'static str,
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, DeError> {
@@ -401,6 +430,15 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
                     sink: self.sink,
                 })
             }
+            NodeKind::Seq(_) if name == "Collection" => Err(DeError {
+                message: "expected a mapping with `items:`, found a list".into(),
+                help: Some(
+                    "put the list under `items:` (and optionally `prune: true`), one level deeper"
+                        .into(),
+                ),
+                span: None,
+                sensitive: false,
+            }),
             _ => self.fail(&visitor),
         };
         self.locate(r)
@@ -556,6 +594,18 @@ mod tests {
         let e = r.unwrap_err();
         assert_eq!(&text[e.span.unwrap().start..e.span.unwrap().end], "hunter2");
         assert!(!e.message.contains("hunter2"), "{}", e.message);
+    }
+
+    #[test]
+    fn type_errors_use_yaml_words_and_give_help() {
+        let (r, _, _) = decode("tag: a\nenabled: true\ninner: {push: y, count: two}\n");
+        let e = r.unwrap_err();
+        assert_eq!(e.message, "expected a whole number, found a string");
+        assert!(e.help.unwrap().contains("without quotes"));
+        let (r, _, _) = decode("tag: a\nenabled: true\ninner: [push]\n");
+        let e = r.unwrap_err();
+        assert_eq!(e.message, "expected a mapping, found a list");
+        assert!(e.help.is_some());
     }
 
     #[test]

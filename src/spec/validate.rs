@@ -337,18 +337,21 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
             }
             if let Some(value) = &v.value {
                 if v.masked || v.hidden {
+                    // One mistake, one error: GitLab's masking rules are mentioned in the same
+                    // diagnostic, since the value will move to Secrets Manager anyway.
+                    let help = match masking_problem(value, v.raw) {
+                        None => "secrets must not be committed: store the value in AWS Secrets Manager and write `from: {secret: NAME, key: KEY}`".to_string(),
+                        Some(problem) => format!("secrets must not be committed: store the value in AWS Secrets Manager and write `from: {{secret: NAME, key: KEY}}`; GitLab would also refuse to mask this value ({problem}): masked values need at least 8 characters from [a-zA-Z0-9_+=/@:.~-] (any non-space characters with `raw: true`)"),
+                    };
                     c.diags.push(
-                        Diagnostic::at(p.file, key_span(node, "value"), format!("masked variable `{}` has a literal value", v.key))
-                            .help("secrets must not be committed: store the value in AWS Secrets Manager and write `from: {secret: NAME, key: KEY}`")
-                            .sensitive(),
+                        Diagnostic::at(
+                            p.file,
+                            key_span(node, "value"),
+                            format!("masked variable `{}` has a literal value", v.key),
+                        )
+                        .help(help)
+                        .sensitive(),
                     );
-                    if let Some(problem) = masking_problem(value, v.raw) {
-                        c.diags.push(
-                            Diagnostic::at(p.file, key_span(node, "value"), format!("GitLab would refuse to mask the value of `{}`: {problem}", v.key))
-                                .help("masked values need at least 8 characters from [a-zA-Z0-9_+=/@:.~-] (any non-space characters with `raw: true`)")
-                                .sensitive(),
-                        );
-                    }
                 }
             }
             if let Some(from) = &v.from {
@@ -506,7 +509,7 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
         match (td.network_mode == NetworkMode::Awsvpc, &spec.network) {
             (true, None) => c.error(
                 s.file,
-                key_span(s.node, "launch_type"),
+                span_at(td_node, &["network_mode"]),
                 format!("service `{}` uses awsvpc but has no `network:`", spec.name),
                 "add `network: {subnets: [...], security_groups: [...]}`",
             ),
@@ -581,13 +584,13 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
             match (&image.tag, &image.digest) {
                 (Some(_), Some(_)) => c.error(
                     s.file,
-                    image_node.span,
+                    key_span(image_node, "digest"),
                     "image has both `tag` and `digest`",
                     "keep one: a digest pins the exact image",
                 ),
                 (None, None) => c.error(
                     s.file,
-                    image_node.span,
+                    key_span(node, "image"),
                     format!(
                         "image of container `{}` has neither `tag` nor `digest`",
                         ct.name
