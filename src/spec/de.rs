@@ -105,7 +105,23 @@ impl de::Error for DeError {
     }
 
     fn invalid_value(unexp: de::Unexpected<'_>, exp: &dyn de::Expected) -> Self {
-        Self::invalid_type(unexp, exp)
+        let n = match unexp {
+            de::Unexpected::Unsigned(n) => n.to_string(),
+            de::Unexpected::Signed(n) => n.to_string(),
+            _ => return Self::invalid_type(unexp, exp),
+        };
+        let max = match exp.to_string().as_str() {
+            "u8" => u8::MAX.to_string(),
+            "u16" => u16::MAX.to_string(),
+            "u32" => u32::MAX.to_string(),
+            other => other.to_string(),
+        };
+        DeError {
+            message: format!("`{n}` is out of range"),
+            help: Some(format!("use a whole number from 0 to {max}")),
+            span: None,
+            sensitive: false,
+        }
     }
 
     fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
@@ -606,6 +622,17 @@ mod tests {
         let e = r.unwrap_err();
         assert_eq!(e.message, "expected a mapping, found a list");
         assert!(e.help.is_some());
+    }
+
+    #[test]
+    fn numbers_out_of_range_say_so() {
+        let (r, _, _) = decode("tag: a\nenabled: true\ninner: {push: y, count: 5000000000}\n");
+        let e = r.unwrap_err();
+        assert_eq!(e.message, "`5000000000` is out of range");
+        assert_eq!(
+            e.help.as_deref(),
+            Some("use a whole number from 0 to 4294967295")
+        );
     }
 
     #[test]

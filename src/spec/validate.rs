@@ -771,6 +771,44 @@ fn check_config(c: &mut Checker<'_>, item: &Item<'_, Config>) {
             }
         }
     }
+    check_promotion_cycles(c, file, envs_node, config);
+}
+
+/// `promote_from` must form chains: a loop (staging ← production ← staging) has no first
+/// environment to deploy to. Reported once per loop, at the first environment of the loop.
+fn check_promotion_cycles(c: &mut Checker<'_>, file: FileId, envs_node: &Node, config: &Config) {
+    let mut reported: Vec<&str> = Vec::new();
+    for start in config.environments.keys() {
+        let mut path: Vec<&str> = vec![start];
+        let mut current = start.as_str();
+        while let Some(next) = config
+            .environments
+            .get(current)
+            .and_then(|e| e.promote_from.as_deref())
+        {
+            if next == current || !config.environments.contains_key(next) {
+                break; // reported as self-promotion or unknown environment
+            }
+            if let Some(at) = path.iter().position(|e| *e == next) {
+                let cycle = &path[at..];
+                let first = *cycle.iter().min().expect("non-empty");
+                if !reported.contains(&first) && first == *start {
+                    reported.push(first);
+                    let shown: Vec<&str> = cycle.iter().copied().chain([next]).collect();
+                    let env_node = envs_node.get(first).unwrap_or(envs_node);
+                    c.error(
+                        file,
+                        span_at(env_node, &["promote_from"]),
+                        format!("promotion cycle: {}", shown.join(" ← ")),
+                        "`promote_from` must form a chain with a first environment (e.g. production ← staging); remove one `promote_from`",
+                    );
+                }
+                break;
+            }
+            path.push(next);
+            current = next;
+        }
+    }
 }
 
 fn check_gate(
