@@ -3,6 +3,7 @@
 
 mod support;
 
+mod cli;
 mod graph;
 mod schema;
 mod validate;
