@@ -6,4 +6,5 @@
 pub mod address;
 pub mod cli;
 pub mod graph;
+pub mod secret;
 pub mod spec;

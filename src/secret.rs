@@ -1,0 +1,100 @@
+//! Secret values: a type that cannot be printed, serialised or logged, and keyed fingerprints
+//! that let plans show *that* a secret changes without showing it.
+//!
+//! Must never: implement Display or Serialize for [`SecretValue`], or fingerprint without a key.
+
+use std::fmt;
+
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+/// A secret value (a Secrets Manager value, or a GitLab variable's live value when masked).
+/// `Debug` prints `SecretValue(***)`; there is no `Display` and no `Serialize`.
+#[derive(Clone)]
+pub struct SecretValue(SecretString);
+
+impl SecretValue {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(SecretString::from(value.into()))
+    }
+
+    /// The value itself, for the one place that sends it (an API request body).
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue(***)")
+    }
+}
+
+impl PartialEq for SecretValue {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+/// The key of fingerprints. From `RECONCILE_FINGERPRINT_KEY` when set; otherwise derived from
+/// the GitLab token, which every run that may see the secrets already holds. Without the key a
+/// fingerprint cannot be checked against guesses.
+#[derive(Clone)]
+pub struct FingerprintKey(SecretString);
+
+impl FingerprintKey {
+    pub fn new(material: &str) -> Self {
+        let derived = Sha256::new()
+            .chain_update(b"reconcile fingerprint key\0")
+            .chain_update(material.as_bytes())
+            .finalize();
+        Self(SecretString::from(hex::encode(derived)))
+    }
+
+    /// Fingerprint of `value`: `hmac-sha256:` and the first 16 hex digits of the HMAC.
+    pub fn fingerprint(&self, value: &SecretValue) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(self.0.expose_secret().as_bytes())
+            .expect("HMAC takes any key length");
+        mac.update(value.expose().as_bytes());
+        let digest = hex::encode(mac.finalize().into_bytes());
+        format!("hmac-sha256:{}", &digest[..16])
+    }
+}
+
+impl fmt::Debug for FingerprintKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FingerprintKey(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_value() {
+        let v = SecretValue::new("hunter2-hunter2");
+        assert_eq!(format!("{v:?}"), "SecretValue(***)");
+        assert!(!format!("{:?}", FingerprintKey::new("k")).contains('k'));
+    }
+
+    #[test]
+    fn fingerprints_are_keyed_and_stable() {
+        let v = SecretValue::new("hunter2-hunter2");
+        let a = FingerprintKey::new("token-a");
+        assert_eq!(
+            a.fingerprint(&v),
+            FingerprintKey::new("token-a").fingerprint(&v)
+        );
+        assert_ne!(
+            a.fingerprint(&v),
+            FingerprintKey::new("token-b").fingerprint(&v)
+        );
+        assert_ne!(
+            a.fingerprint(&v),
+            a.fingerprint(&SecretValue::new("hunter3-hunter3"))
+        );
+        assert!(!a.fingerprint(&v).contains("hunter2"));
+    }
+}
