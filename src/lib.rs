@@ -6,5 +6,6 @@
 pub mod address;
 pub mod cli;
 pub mod graph;
+pub mod providers;
 pub mod secret;
 pub mod spec;
