@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 /// A snapshot of the request counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counters {
-    /// Every `/api/v4` request received (including faulted and rate-limited ones).
+    /// Every request to a known `/api/v4` route (including faulted and rate-limited ones).
     pub total: u64,
-    /// Requests by `"METHOD /api/v4/route/:param"`; unmatched routes count as
-    /// `"METHOD (unmatched)"`.
+    /// Requests by `"METHOD /api/v4/route/:param"`. Requests to unknown routes
+    /// are not counted at all.
     pub by_route: BTreeMap<String, u64>,
     /// Injected faults by kind (`latency`, `error`, `reset`, `rate_limited`, `write_then_500`).
     pub faults: BTreeMap<String, u64>,

@@ -64,7 +64,7 @@ pub(crate) async fn api_layer(
     let method = req.method().clone();
     let route = match &matched {
         Some(m) => format!("{method} {}", route_template(m.as_str())),
-        None => format!("{method} (unmatched)"),
+        None => format!("{method} (unknown route)"),
     };
     app.counters.record_request(&route);
 

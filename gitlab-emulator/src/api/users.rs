@@ -273,13 +273,13 @@ pub(crate) async fn create(
         Some(&email),
         password.as_deref(),
     )?;
+    // Coerce the profile parameters on a scratch copy first, so a malformed
+    // one is a 400 before anything is created.
+    let mut scratch = current(&state, &auth)?.clone();
+    apply_profile(&mut scratch, &params)?;
     let id = state.create_user(&username, &name, &email, false, Some(auth.id));
     let user = state.users.get_mut(&id).expect("just created");
-    if let Err(e) = apply_profile(user, &params) {
-        state.users.remove(&id);
-        state.rebuild_indexes();
-        return Err(e);
-    }
+    apply_profile(user, &params)?;
     tracing::debug!(user_id = id, username = %username, "Created user");
     Ok(json(
         StatusCode::CREATED,
