@@ -43,9 +43,7 @@ impl<S: Send + Sync> FromRequest<S> for Params {
         if !body.is_empty() {
             if content_type.starts_with("application/json") {
                 let value: Value = serde_json::from_slice(&body).map_err(|_| {
-                    ApiError::bad_param(
-                        "The provided content-type 'application/json' is not supported.",
-                    )
+                    ApiError::bad_param("message body does not match declared format")
                 })?;
                 if let Value::Object(obj) = value {
                     params.map.extend(obj);

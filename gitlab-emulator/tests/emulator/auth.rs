@@ -98,3 +98,88 @@ async fn unknown_route_is_grape_404() {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.body, json!({"error": "404 Not Found"}));
 }
+
+#[tokio::test]
+async fn malformed_requests_get_grape_errors() {
+    let env = start().await;
+    let r = into_resp(
+        env.client
+            .post(env.url("/projects"))
+            .header("PRIVATE-TOKEN", ADMIN)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.body,
+        json!({"error": "message body does not match declared format"})
+    );
+    let r = env.get("/users/abc", ADMIN).await;
+    assert_eq!(r.body, json!({"error": "id is invalid"}));
+    let r = env.get("/projects?per_page=lots", ADMIN).await;
+    assert_eq!(r.body, json!({"error": "per_page is invalid"}));
+    let r = env.patch("/projects", ADMIN, json!({})).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.body, json!({"error": "405 Not Allowed"}));
+    let r = env
+        .post(
+            "/projects",
+            ADMIN,
+            json!({"name": "x", "initialize_with_readme": "maybe"}),
+        )
+        .await;
+    assert_eq!(
+        r.body,
+        json!({"error": "initialize_with_readme is invalid"})
+    );
+}
+
+#[tokio::test]
+async fn unnamed_user_tokens_get_positional_usernames() {
+    let env = start_with(gitlab_emulator::Config {
+        admin_tokens: vec![ADMIN.into()],
+        user_tokens: vec![
+            "first-token".into(),
+            "named=second-token".into(),
+            "third-token".into(),
+        ],
+        ..gitlab_emulator::Config::default()
+    })
+    .await;
+    assert_eq!(
+        env.get("/user", "first-token").await.body["username"],
+        "user1"
+    );
+    assert_eq!(
+        env.get("/user", "second-token").await.body["username"],
+        "named"
+    );
+    assert_eq!(
+        env.get("/user", "third-token").await.body["username"],
+        "user3"
+    );
+}
+
+#[tokio::test]
+async fn form_encoded_protect_with_string_levels() {
+    let env = start().await;
+    let p = env.project(ADMIN, json!({"name": "form"})).await;
+    let r = env
+        .post_form(
+            &format!("/projects/{}/protected_branches", p["id"]),
+            ADMIN,
+            &[
+                ("name", "dev"),
+                ("push_access_level", "30"),
+                ("allow_force_push", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["push_access_levels"][0]["access_level"], 30);
+    assert_eq!(r.body["allow_force_push"], true);
+}
