@@ -336,19 +336,19 @@ pub(crate) async fn update(
     ))
 }
 
-/// Runs a state action on a user and answers 201 with its boolean result.
+/// Runs a state action on a user and answers 201 with its result (`true`, `false` or `null`).
 fn action(
     app: &AppState,
     auth: &AuthUser,
     id: &str,
-    act: impl FnOnce(&mut User, &AuthUser) -> ApiResult<bool>,
+    act: impl FnOnce(&mut User, &AuthUser) -> ApiResult<Value>,
 ) -> ApiResult<Response> {
     require_admin(auth)?;
     let mut state = app.0.state.lock();
     let id = find_user(&state, id)?;
     let user = state.users.get_mut(&id).expect("found above");
     let result = act(user, auth)?;
-    Ok(json(StatusCode::CREATED, Value::Bool(result)))
+    Ok(json(StatusCode::CREATED, result))
 }
 
 pub(crate) async fn block(
@@ -359,11 +359,15 @@ pub(crate) async fn block(
     action(&app, &auth, &id, |user, auth| {
         if user.id == auth.id {
             return Err(ApiError::forbidden_because(
-                "The API you are attempting to access is not allowed.",
+                "The API initiating user cannot be blocked by the API",
             ));
         }
+        // `break if user.blocked?`: Grape renders the nil as `null`.
+        if user.state == UserState::Blocked {
+            return Ok(Value::Null);
+        }
         user.state = UserState::Blocked;
-        Ok(true)
+        Ok(Value::Bool(true))
     })
 }
 
@@ -378,9 +382,9 @@ pub(crate) async fn unblock(
         )),
         UserState::Blocked => {
             user.state = UserState::Active;
-            Ok(true)
+            Ok(Value::Bool(true))
         }
-        UserState::Active => Ok(false),
+        UserState::Active => Ok(Value::Bool(false)),
     })
 }
 
@@ -393,9 +397,11 @@ pub(crate) async fn deactivate(
         UserState::Blocked => Err(ApiError::forbidden_because(
             "A blocked user cannot be deactivated by the API",
         )),
-        _ => {
+        // `break if user.deactivated?`: Grape renders the nil as `null`.
+        UserState::Deactivated => Ok(Value::Null),
+        UserState::Active => {
             user.state = UserState::Deactivated;
-            Ok(true)
+            Ok(Value::Bool(true))
         }
     })
 }
@@ -411,7 +417,7 @@ pub(crate) async fn activate(
         )),
         _ => {
             user.state = UserState::Active;
-            Ok(true)
+            Ok(Value::Bool(true))
         }
     })
 }

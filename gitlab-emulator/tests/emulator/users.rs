@@ -138,7 +138,11 @@ async fn state_actions_follow_gitlab_rules() {
         (StatusCode::CREATED, json!(true))
     );
     let r = env.post(&act("block"), ADMIN, json!({})).await;
-    assert_eq!(r.status, StatusCode::CREATED, "blocking twice is a no-op");
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (StatusCode::CREATED, json!(null)),
+        "blocking twice is a no-op answered with GitLab's `break` (null)"
+    );
     let r = env.post(&act("deactivate"), ADMIN, json!({})).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(
@@ -153,7 +157,15 @@ async fn state_actions_follow_gitlab_rules() {
         (StatusCode::CREATED, json!(true))
     );
     let r = env.post(&act("deactivate"), ADMIN, json!({})).await;
-    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (StatusCode::CREATED, json!(true))
+    );
+    let r = env.post(&act("deactivate"), ADMIN, json!({})).await;
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (StatusCode::CREATED, json!(null))
+    );
     assert_eq!(
         env.get(&format!("/users/{id}"), ADMIN).await.body["state"],
         "deactivated"
@@ -172,6 +184,10 @@ async fn state_actions_follow_gitlab_rules() {
     );
     let r = env.post("/users/1/block", ADMIN, json!({})).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "cannot block yourself");
+    assert_eq!(
+        r.body,
+        json!({"message": "403 Forbidden - The API initiating user cannot be blocked by the API"})
+    );
     let r = env.post("/users/424242/block", ADMIN, json!({})).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
