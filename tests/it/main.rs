@@ -3,6 +3,7 @@
 
 mod support;
 
+mod aws_secrets;
 mod cli;
 mod graph;
 mod schema;

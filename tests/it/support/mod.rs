@@ -1,5 +1,7 @@
 //! Shared helpers: run the binary, compare with golden files.
 
+pub mod moto;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
