@@ -4,45 +4,37 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Serialised (plan files, JSON output) as `{"kind": "gitlab.variable", "project": ..., ...}`:
+/// unambiguous even when names contain `/`, unlike the displayed form.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind")]
 pub enum Address {
-    User {
-        username: String,
-    },
+    #[serde(rename = "gitlab.user")]
+    User { username: String },
     /// `namespace/path`
-    Project {
-        path: String,
-    },
-    Member {
-        project: String,
-        user: String,
-    },
-    ProtectedBranch {
-        project: String,
-        branch: String,
-    },
+    #[serde(rename = "gitlab.project")]
+    Project { path: String },
+    #[serde(rename = "gitlab.member")]
+    Member { project: String, user: String },
+    #[serde(rename = "gitlab.protected_branch")]
+    ProtectedBranch { project: String, branch: String },
+    #[serde(rename = "gitlab.variable")]
     Variable {
         project: String,
         key: String,
         scope: String,
     },
-    Secret {
-        name: String,
-    },
+    #[serde(rename = "aws.secret")]
+    Secret { name: String },
     /// `repository:tag` or `repository@sha256:...`
-    EcrImage {
-        image: String,
-    },
-    TaskDefinition {
-        env: String,
-        service: String,
-    },
-    Service {
-        env: String,
-        service: String,
-    },
+    #[serde(rename = "aws.ecr_image")]
+    EcrImage { image: String },
+    #[serde(rename = "aws.ecs_task_definition")]
+    TaskDefinition { env: String, service: String },
+    #[serde(rename = "aws.ecs_service")]
+    Service { env: String, service: String },
 }
 
 /// Where a resource lives, for `--env` and approval gates.
@@ -110,11 +102,5 @@ impl fmt::Display for Address {
                 write!(f, "{env}/{service}")
             }
         }
-    }
-}
-
-impl Serialize for Address {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
     }
 }

@@ -44,7 +44,7 @@ pub struct Cycle {
     pub path: Vec<Address>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug)]
 pub struct EdgeView<'a> {
     pub from: &'a Address,
     pub to: &'a Address,
@@ -344,10 +344,20 @@ impl Graph {
 
     /// JSON: nodes, edges, apply order.
     pub fn to_json(&self) -> serde_json::Value {
+        let edges: Vec<_> = self
+            .edges()
+            .iter()
+            .map(|e| serde_json::json!({"from": e.from.to_string(), "to": e.to.to_string(), "kind": e.kind}))
+            .collect();
+        let waves: Vec<Vec<String>> = self
+            .apply_order()
+            .iter()
+            .map(|w| w.iter().map(ToString::to_string).collect())
+            .collect();
         serde_json::json!({
-            "nodes": self.index.keys().collect::<Vec<_>>(),
-            "edges": self.edges(),
-            "apply_order": self.apply_order(),
+            "nodes": self.index.keys().map(ToString::to_string).collect::<Vec<_>>(),
+            "edges": edges,
+            "apply_order": waves,
         })
     }
 }

@@ -4,8 +4,12 @@
 //! [`graph`] orders it. Observe, diff, plan, approve, apply and the daemon build on these.
 
 pub mod address;
+pub mod apply;
 pub mod cli;
 pub mod graph;
+pub mod live;
+pub mod pipeline;
+pub mod plan;
 pub mod providers;
 pub mod secret;
 pub mod spec;

@@ -2,7 +2,9 @@
 //!
 //! Data goes to stdout; diagnostics, progress and logs to stderr.
 
+mod apply;
 mod graph;
+mod plan;
 mod schema;
 mod validate;
 
@@ -46,13 +48,13 @@ pub enum Command {
     Graph(graph::GraphArgs),
     /// Write the JSON Schemas of the spec files (or check that they are fresh).
     Schema(schema::SchemaArgs),
-    /// Show the changes that would bring live state to the desired state [not implemented yet].
+    /// Show the changes that would bring live state to the desired state (GitLab).
     #[command(long_flag = "plan")]
-    Plan(Pending),
+    Plan(plan::PlanArgs),
     /// Approve a plan file [not implemented yet].
     Approve(Pending),
-    /// Apply a plan [not implemented yet].
-    Apply(Pending),
+    /// Apply a plan file, or plan and apply with --auto-approve (GitLab).
+    Apply(apply::ApplyArgs),
     /// Run compliance policies alone [not implemented yet].
     Check(Pending),
     /// Detect and correct drift continuously [not implemented yet].
@@ -78,9 +80,9 @@ pub fn run(cli: Cli) -> Exit {
         Command::Validate(args) => validate::run(&args),
         Command::Graph(args) => graph::run(&args),
         Command::Schema(args) => schema::run(&args),
-        Command::Plan(_) => not_yet("plan", 4),
+        Command::Plan(args) => plan::run(&args),
         Command::Approve(_) => not_yet("approve", 6),
-        Command::Apply(_) => not_yet("apply", 4),
+        Command::Apply(args) => apply::run(&args),
         Command::Check(_) => not_yet("check", 6),
         Command::Daemon(_) => not_yet("daemon", 7),
     }
@@ -91,6 +93,14 @@ fn not_yet(command: &str, issue: u32) -> Exit {
         "error: `reconcile {command}` is not implemented yet (issue #{issue}); nothing was contacted"
     );
     Exit::Error
+}
+
+/// The async runtime for subcommands that do I/O.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts")
 }
 
 /// Colour on stderr when it is a terminal and NO_COLOR is unset.

@@ -2,3 +2,4 @@
 //! nothing here decides what to change.
 
 pub mod aws;
+pub mod gitlab;

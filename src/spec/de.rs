@@ -555,6 +555,7 @@ mod tests {
 
     #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)] // decoded only for the errors it produces
     struct Inner {
         push: String,
         #[serde(default)]
@@ -563,6 +564,7 @@ mod tests {
 
     #[derive(Deserialize, Debug)]
     #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
     struct Outer {
         tag: String,
         enabled: bool,

@@ -33,7 +33,7 @@ pub struct Origin {
 }
 
 /// One source file.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct SourceFile {
     /// Path as shown to users (relative to the working directory when given so).
     pub path: PathBuf,
@@ -76,7 +76,7 @@ impl SourceFile {
 }
 
 /// Every file read while loading a desired state.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SourceMap {
     files: Vec<SourceFile>,
 }

@@ -24,17 +24,35 @@ fn help_lists_every_subcommand() {
 
 #[test]
 fn dash_dash_plan_is_a_spelling_of_plan() {
-    for args in [
-        &["plan"][..],
-        &["--plan"][..],
-        &["--plan", "--dir", "desired-state"][..],
-    ] {
-        let out = reconcile(args);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
+    let dir = "tests/invalid/10-access-mantainer";
+    let plan = reconcile(&["plan", "--dir", dir]);
+    let spelled = reconcile(&["--plan", "--dir", dir]);
+    assert_eq!(plan.status.code(), Some(1));
+    assert_eq!(spelled.status.code(), Some(1));
+    assert!(text(&plan.stderr).contains("unknown value `mantainer`"));
+    assert_eq!(text(&plan.stderr), text(&spelled.stderr));
+}
+
+#[test]
+fn plan_without_a_token_says_so_and_contacts_nothing() {
+    let out = reconcile(&["plan"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr),
+        "error: GITLAB_TOKEN is not set: export the token of a GitLab admin user\n"
+    );
+}
+
+#[test]
+fn pending_subcommands_refuse() {
+    for (cmd, issue) in [("approve", 6), ("check", 6), ("daemon", 7)] {
+        let out = reconcile(&[cmd]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
         assert_eq!(
             text(&out.stderr),
-            "error: `reconcile plan` is not implemented yet (issue #4); nothing was contacted\n",
-            "{args:?}"
+            format!(
+                "error: `reconcile {cmd}` is not implemented yet (issue #{issue}); nothing was contacted\n"
+            )
         );
     }
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod aws_secrets;
 mod cli;
+mod gitlab_plan;
 mod graph;
 mod schema;
 mod validate;

@@ -1,5 +1,6 @@
 //! Shared helpers: run the binary, compare with golden files.
 
+pub mod gitlab;
 pub mod moto;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,180 @@
+//! The executor: applies a plan's steps in dependency order, independent steps concurrently;
+//! a failed step skips its dependents and the rest go on. Protected-branch replacements (CE's
+//! unprotect + protect) run last for their project, and run even when another step of the
+//! project failed, so that a branch is never left unprotected by an unrelated failure.
+//!
+//! Ends with the convergence check: the touched resources are read again and must show no diff.
+
+use std::collections::BTreeMap;
+
+use futures::future::join_all;
+
+use crate::address::Address;
+use crate::graph::Graph;
+use crate::live::Desired;
+use crate::plan::{self, Action, FieldChange, Plan, Step};
+use crate::providers::gitlab::Gitlab;
+
+/// What happened to one step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    Failed(String),
+    Skipped(String),
+}
+
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub outcomes: BTreeMap<Address, Outcome>,
+    /// Touched resources that still differ after apply, with their remaining changes.
+    pub not_converged: BTreeMap<Address, Vec<FieldChange>>,
+}
+
+impl ApplyReport {
+    pub fn count(&self, f: impl Fn(&Outcome) -> bool) -> usize {
+        self.outcomes.values().filter(|o| f(o)).count()
+    }
+
+    pub fn applied(&self) -> usize {
+        self.count(|o| *o == Outcome::Applied)
+    }
+
+    pub fn failed(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Failed(_)))
+    }
+
+    pub fn skipped(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Skipped(_)))
+    }
+}
+
+/// Whether a step must run after every other step of its project.
+fn runs_last(step: &Step) -> bool {
+    step.action == Action::Replace && matches!(step.address, Address::ProtectedBranch { .. })
+}
+
+/// Applies `plan` and checks convergence. `on_step` is told each outcome as it happens.
+pub async fn run(
+    plan: &Plan,
+    gitlab: &Gitlab,
+    desired: &[Desired],
+    graph: &Graph,
+    on_step: &(dyn Fn(&Step, &Outcome) + Sync),
+) -> ApplyReport {
+    let by_address: BTreeMap<&Address, &Desired> =
+        desired.iter().map(|d| (&d.address, d)).collect();
+    let by_address = &by_address;
+    let mut report = ApplyReport::default();
+    let (last, first): (Vec<&Step>, Vec<&Step>) = plan.steps.iter().partition(|s| runs_last(s));
+
+    let mut pending: Vec<&Step> = first;
+    while !pending.is_empty() {
+        let mut ready = Vec::new();
+        let mut waiting = Vec::new();
+        for step in pending {
+            let blocker = step
+                .depends_on
+                .iter()
+                .find_map(|d| match report.outcomes.get(d) {
+                    Some(Outcome::Applied) => None,
+                    Some(Outcome::Failed(_) | Outcome::Skipped(_)) => Some(Some(d.clone())),
+                    None => Some(None),
+                });
+            match blocker {
+                None => ready.push(step),
+                Some(Some(dep)) => {
+                    let outcome =
+                        Outcome::Skipped(format!("depends on {dep}, which did not apply"));
+                    on_step(step, &outcome);
+                    report.outcomes.insert(step.address.clone(), outcome);
+                }
+                Some(None) => waiting.push(step),
+            }
+        }
+        if ready.is_empty() {
+            // Only possible if a dependency is not in the plan's order: report, never loop.
+            for step in waiting {
+                let outcome = Outcome::Skipped("a dependency was never applied".into());
+                on_step(step, &outcome);
+                report.outcomes.insert(step.address.clone(), outcome);
+            }
+            break;
+        }
+        let results = join_all(ready.iter().map(|step| async move {
+            let outcome = match gitlab
+                .apply(step, by_address.get(&step.address).copied())
+                .await
+            {
+                Ok(()) => Outcome::Applied,
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+            on_step(step, &outcome);
+            (step.address.clone(), outcome)
+        }))
+        .await;
+        report.outcomes.extend(results);
+        pending = waiting;
+    }
+
+    // Protected-branch replacements: after everything else, whatever failed elsewhere, unless
+    // the branch's own dependency (its project) is missing.
+    let results = join_all(last.iter().map(|step| {
+        let blocked = step
+            .depends_on
+            .iter()
+            .find(|d| !matches!(report.outcomes.get(*d), Some(Outcome::Applied) | None))
+            .cloned();
+        async move {
+            let outcome = match blocked {
+                Some(dep) => Outcome::Skipped(format!("depends on {dep}, which did not apply")),
+                None => match gitlab
+                    .apply(step, by_address.get(&step.address).copied())
+                    .await
+                {
+                    Ok(()) => Outcome::Applied,
+                    Err(e) => Outcome::Failed(e.to_string()),
+                },
+            };
+            on_step(step, &outcome);
+            (step.address.clone(), outcome)
+        }
+    }))
+    .await;
+    report.outcomes.extend(results);
+
+    // Convergence: read the touched resources again; they must show no diff.
+    let touched: Vec<Address> = plan.steps.iter().map(|s| s.address.clone()).collect();
+    if !touched.is_empty() {
+        let live = gitlab.observe_only(desired, &touched).await;
+        let wanted: Vec<Desired> = desired
+            .iter()
+            .filter(|d| touched.contains(&d.address))
+            .cloned()
+            .collect();
+        let prune: plan::Prune = plan
+            .steps
+            .iter()
+            .filter(|s| s.action == Action::Delete)
+            .filter_map(|s| plan::graph_owner(&s.address).map(|o| (o, s.address.kind())))
+            .collect();
+        let again = plan::compute(
+            &plan.revision,
+            &wanted,
+            &live,
+            graph,
+            &prune,
+            &Gitlab::replace_note,
+        );
+        // Failed and skipped steps are reported as such; only applied ones must converge.
+        let applied = |a: &Address| report.outcomes.get(a) == Some(&Outcome::Applied);
+        let mut not_converged = BTreeMap::new();
+        for step in again.steps.into_iter().filter(|s| applied(&s.address)) {
+            not_converged.insert(step.address, step.changes);
+        }
+        for b in again.blocked.into_iter().filter(|b| applied(&b.address)) {
+            not_converged.insert(b.address, Vec::new());
+        }
+        report.not_converged = not_converged;
+    }
+    report
+}

@@ -1,0 +1,77 @@
+//! `reconcile plan` (also `reconcile --plan`): the change set, for review.
+//!
+//! Exit codes: 0 no changes, 2 changes present, 1 error (including resources that could not be
+//! read: a plan with blocked resources is incomplete).
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{DirArgs, Exit};
+use crate::pipeline::{self, PipelineError, Planned, Settings};
+use crate::plan::render;
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub dir: DirArgs,
+    /// Print the plan as JSON (stable form, see README) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the plan file (canonical JSON with its sha256; no secret values) for `reconcile apply`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(args: &PlanArgs) -> Exit {
+    let settings = Settings::from_env(|k| std::env::var(k).ok());
+    let planned = match super::runtime().block_on(pipeline::plan(&args.dir.dir, &settings)) {
+        Ok(p) => p,
+        Err(e) => return report_error(e),
+    };
+    print_plan(&planned, args.json);
+    if let Some(out) = &args.out {
+        if let Err(e) = std::fs::write(out, planned.plan.to_file()) {
+            eprintln!("error: cannot write the plan file `{}`: {e}", out.display());
+            return Exit::Error;
+        }
+        eprintln!(
+            "Plan written to {} (sha256 {})",
+            out.display(),
+            planned.plan.hash()
+        );
+    }
+    eprintln!("GitLab requests: {}", planned.gitlab.requests());
+    exit_code(&planned)
+}
+
+pub(crate) fn print_plan(planned: &Planned, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&render::json(&planned.plan)).expect("plan serialises")
+        );
+    } else {
+        print!("{}", render::text(&planned.plan));
+    }
+}
+
+pub(crate) fn exit_code(planned: &Planned) -> Exit {
+    if !planned.plan.blocked.is_empty() {
+        Exit::Error
+    } else if planned.plan.is_empty() {
+        Exit::Ok
+    } else {
+        Exit::Changes
+    }
+}
+
+pub(crate) fn report_error(e: PipelineError) -> Exit {
+    match e {
+        PipelineError::Spec(errors) => {
+            let _ = errors.render(&mut super::stderr_stream());
+        }
+        PipelineError::Config(msg) => eprintln!("error: {msg}"),
+    }
+    Exit::Error
+}

@@ -1,0 +1,211 @@
+//! The one function that chains the stages: load → graph → resolve secrets → desired →
+//! observe → plan. The CLI and (later) the daemon call it; tests call it too.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::graph::Graph;
+use crate::live::{Desired, LiveState};
+use crate::plan::{self, Plan};
+use crate::providers::aws;
+use crate::providers::gitlab::{ClientOptions, Gitlab, GitlabClient, SecretValues};
+use crate::secret::{FingerprintKey, SecretValue};
+use crate::spec::diagnostic::Diagnostic;
+use crate::spec::variable::SecretSource;
+use crate::spec::{DesiredState, SpecErrors};
+
+/// Settings read from the process environment (injected, so tests never mutate it).
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// `GITLAB_URL`, overriding `reconcile.yaml`.
+    pub gitlab_url: Option<String>,
+    /// `GITLAB_TOKEN`.
+    pub gitlab_token: Option<SecretValueString>,
+    /// `RECONCILE_FINGERPRINT_KEY`.
+    pub fingerprint_key: Option<SecretValueString>,
+    pub client: ClientOptions,
+}
+
+/// A secret setting from the environment (never printed).
+#[derive(Clone)]
+pub struct SecretValueString(pub SecretValue);
+
+impl std::fmt::Debug for SecretValueString {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Settings {
+    /// From an environment lookup (`std::env::var` in the binary).
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
+        let secret = |name: &str| {
+            get(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| SecretValueString(SecretValue::new(v)))
+        };
+        let mut client = ClientOptions::default();
+        if let Some(n) = get("RECONCILE_CONCURRENCY").and_then(|v| v.parse().ok()) {
+            client.concurrency = n;
+        }
+        if let Some(ms) = get("RECONCILE_RETRY_MIN_MS").and_then(|v| v.parse().ok()) {
+            client.min_backoff = std::time::Duration::from_millis(ms);
+            client.max_backoff = client
+                .max_backoff
+                .min(std::time::Duration::from_millis(ms * 50));
+        }
+        Self {
+            gitlab_url: get("GITLAB_URL").filter(|v| !v.is_empty()),
+            gitlab_token: secret("GITLAB_TOKEN"),
+            fingerprint_key: secret("RECONCILE_FINGERPRINT_KEY"),
+            client,
+        }
+    }
+}
+
+/// Why a plan could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("the desired state has errors")]
+    Spec(SpecErrors),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Everything a plan was computed from, for apply and reporting.
+pub struct Planned {
+    pub state: DesiredState,
+    pub graph: Graph,
+    pub gitlab: Gitlab,
+    pub desired: Vec<Desired>,
+    pub live: LiveState,
+    pub plan: Plan,
+}
+
+/// Loads, validates and orders the desired state (pure; contacts nothing).
+pub fn load(dir: &Path) -> Result<(DesiredState, Graph), PipelineError> {
+    let state = crate::spec::load(dir).map_err(PipelineError::Spec)?;
+    match Graph::build(&state) {
+        Ok(graph) => Ok((state, graph)),
+        Err(cycle) => Err(PipelineError::Spec(crate::spec::cycle_errors(
+            state, &cycle,
+        ))),
+    }
+}
+
+/// Content hash of the desired state's files: the revision a plan records.
+pub fn revision(state: &DesiredState) -> String {
+    let mut h = Sha256::new();
+    for (_, f) in state.sources.iter() {
+        h.update(f.path.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update(f.text.as_bytes());
+        h.update([0]);
+    }
+    format!("content:{}", &hex::encode(h.finalize())[..16])
+}
+
+/// Connects to GitLab with the settings.
+pub fn gitlab(state: &DesiredState, settings: &Settings) -> Result<Gitlab, PipelineError> {
+    let url = settings
+        .gitlab_url
+        .clone()
+        .unwrap_or_else(|| state.config.gitlab.url.clone());
+    let token = settings.gitlab_token.clone().ok_or_else(|| {
+        PipelineError::Config(
+            "GITLAB_TOKEN is not set: export the token of a GitLab admin user".into(),
+        )
+    })?;
+    let key = FingerprintKey::new(
+        settings
+            .fingerprint_key
+            .as_ref()
+            .unwrap_or(&token)
+            .0
+            .expose(),
+    );
+    let client = GitlabClient::new(&url, token.0, settings.client.clone())
+        .map_err(|e| PipelineError::Config(e.to_string()))?;
+    Ok(Gitlab::new(client, key))
+}
+
+/// Resolves the Secrets Manager values that GitLab variables take. A secret that cannot be
+/// read is a plan error naming the spec lines that reference it.
+pub async fn resolve_secrets(state: &DesiredState) -> Result<SecretValues, PipelineError> {
+    let sources: BTreeSet<SecretSource> = state
+        .projects
+        .iter()
+        .flat_map(|p| p.spec.variables.items.iter().filter_map(|v| v.from.clone()))
+        .collect();
+    if sources.is_empty() {
+        return Ok(SecretValues::new());
+    }
+    let sources: Vec<SecretSource> = sources.into_iter().collect();
+    let config = aws::sdk_config(state.config.aws.as_ref()).await;
+    let resolved = aws::secret::Secrets::new(&config).values(&sources).await;
+    let mut values = SecretValues::new();
+    let mut diagnostics = Vec::new();
+    for (source, result) in resolved {
+        match result {
+            Ok(v) => {
+                values.insert(source, v);
+            }
+            Err(e) => {
+                let address = crate::address::Address::Secret {
+                    name: source.secret.clone(),
+                };
+                for origin in state.references.get(&address).into_iter().flatten() {
+                    let mut d = Diagnostic::at(origin.file, origin.span, e.to_string());
+                    d.help = Some(
+                        "create the secret (and key) in AWS Secrets Manager, or fix the reference"
+                            .into(),
+                    );
+                    diagnostics.push(d);
+                }
+            }
+        }
+    }
+    if diagnostics.is_empty() {
+        return Ok(values);
+    }
+    crate::spec::diagnostic::sort(&mut diagnostics);
+    diagnostics.dedup();
+    Err(PipelineError::Spec(SpecErrors {
+        sources: state.sources.clone(),
+        diagnostics,
+    }))
+}
+
+/// The whole plan pipeline.
+pub async fn plan(dir: &Path, settings: &Settings) -> Result<Planned, PipelineError> {
+    let (state, graph) = load(dir)?;
+    let gitlab = gitlab(&state, settings)?;
+    let secrets = resolve_secrets(&state).await?;
+    let desired = gitlab.desired(&state, &secrets);
+    let live = gitlab.observe(&desired).await;
+    let prune = Gitlab::prune(&state);
+    let plan = plan::compute(
+        &revision(&state),
+        &desired,
+        &live,
+        &graph,
+        &prune,
+        &Gitlab::replace_note,
+    );
+    tracing::info!(
+        steps = plan.steps.len(),
+        blocked = plan.blocked.len(),
+        requests = gitlab.requests(),
+        "Planned"
+    );
+    Ok(Planned {
+        state,
+        graph,
+        gitlab,
+        desired,
+        live,
+        plan,
+    })
+}

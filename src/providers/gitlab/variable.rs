@@ -1,0 +1,407 @@
+//! CI/CD variables, identified by (project, key, environment_scope); every read and write
+//! names the scope (`filter[environment_scope]`).
+//!
+//! Values: a literal compares as text. A value from Secrets Manager, and any masked or hidden
+//! live value, compares as a keyed fingerprint (`hmac-sha256:...`), so no value is ever shown.
+//! Hidden variables read back as `value: null`: reconcile keeps the fingerprint of the value it
+//! last wrote at the end of the variable's description (` [reconcile fp=hmac-sha256:...]`), so
+//! the next run, on any machine with the same key, can tell whether the value changed. A hidden
+//! variable whose description lacks the marker has an unobservable value: it is not compared.
+
+use gitlab::api::projects::variables::{ProjectVariableFilter, ProjectVariableType};
+use gitlab::api::{self, AsyncQuery};
+use serde_json::Value as Json;
+
+use super::{ApiErr, GitlabClient, SecretValues, StepError, want_bool, want_str};
+use crate::address::Address;
+use crate::live::{Desired, Fields, Live, Value};
+use crate::plan::{Action, Step};
+use crate::secret::{FingerprintKey, SecretValue};
+use crate::spec::variable::{Variable, VariableType};
+
+const MARKER: &str = " [reconcile fp=";
+
+pub fn desired(
+    project: &str,
+    v: &Variable,
+    secrets: &SecretValues,
+    key: &FingerprintKey,
+) -> Desired {
+    let mut fields = Fields::from([
+        (
+            "variable_type".into(),
+            Value::str(if v.variable_type == VariableType::File {
+                "file"
+            } else {
+                "env_var"
+            }),
+        ),
+        ("protected".into(), Value::Bool(v.protected)),
+        ("masked".into(), Value::Bool(v.masked || v.hidden)),
+        ("raw".into(), Value::Bool(v.raw)),
+        ("hidden".into(), Value::Bool(v.hidden)),
+    ]);
+    if let Some(d) = &v.description {
+        fields.insert("description".into(), Value::str(d));
+    }
+    let mut secret_values = std::collections::BTreeMap::new();
+    match (&v.value, &v.from) {
+        (Some(literal), _) => {
+            fields.insert("value".into(), Value::str(literal));
+        }
+        (None, Some(source)) => {
+            if let Some(value) = secrets.get(source) {
+                fields.insert(
+                    "value".into(),
+                    Value::Sensitive {
+                        sensitive: key.fingerprint(value),
+                    },
+                );
+                secret_values.insert("value".to_string(), value.clone());
+            }
+        }
+        (None, None) => {}
+    }
+    Desired {
+        address: Address::Variable {
+            project: project.into(),
+            key: v.key.clone(),
+            scope: v.environment_scope.clone(),
+        },
+        fields,
+        replace_on: &["hidden"],
+        secrets: secret_values,
+    }
+}
+
+fn split_marker(description: &str) -> (&str, Option<&str>) {
+    match description.rfind(MARKER) {
+        Some(at) if description.ends_with(']') => (
+            &description[..at],
+            Some(&description[at + MARKER.len()..description.len() - 1]),
+        ),
+        _ => (description, None),
+    }
+}
+
+pub fn live(project: &str, j: &Json, desired: &[Desired], key: &FingerprintKey) -> (Address, Live) {
+    let address = Address::Variable {
+        project: project.into(),
+        key: j["key"].as_str().unwrap_or_default().into(),
+        scope: j["environment_scope"].as_str().unwrap_or("*").into(),
+    };
+    let masked = j["masked"].as_bool().unwrap_or(false);
+    let hidden = j["hidden"].as_bool().unwrap_or(false);
+    let wants_sensitive = desired
+        .iter()
+        .find(|d| d.address == address)
+        .and_then(|d| d.fields.get("value"))
+        .is_some_and(Value::is_sensitive);
+    let (description, marker) = split_marker(j["description"].as_str().unwrap_or_default());
+    let mut fields = Fields::from([
+        (
+            "variable_type".into(),
+            Value::str(j["variable_type"].as_str().unwrap_or("env_var")),
+        ),
+        (
+            "protected".into(),
+            Value::Bool(j["protected"].as_bool().unwrap_or(false)),
+        ),
+        ("masked".into(), Value::Bool(masked)),
+        (
+            "raw".into(),
+            Value::Bool(j["raw"].as_bool().unwrap_or(false)),
+        ),
+        ("hidden".into(), Value::Bool(hidden)),
+        ("description".into(), Value::str(description)),
+    ]);
+    match j["value"].as_str() {
+        Some(value) if masked || hidden || wants_sensitive => {
+            let fp = key.fingerprint(&SecretValue::new(value));
+            fields.insert("value".into(), Value::Sensitive { sensitive: fp });
+        }
+        Some(value) => {
+            fields.insert("value".into(), Value::str(value));
+        }
+        None => {
+            if let Some(fp) = marker {
+                fields.insert(
+                    "value".into(),
+                    Value::Sensitive {
+                        sensitive: fp.to_string(),
+                    },
+                );
+            }
+        }
+    }
+    (
+        address,
+        Live {
+            fields,
+            meta: Default::default(),
+        },
+    )
+}
+
+pub async fn read(client: &GitlabClient, path: &str) -> Result<Vec<Json>, ApiErr> {
+    let endpoint = gitlab::api::projects::variables::ProjectVariables::builder()
+        .project(path)
+        .build()
+        .expect("valid endpoint");
+    api::paged(endpoint, api::Pagination::All)
+        .query_async(client)
+        .await
+}
+
+async fn read_one(
+    client: &GitlabClient,
+    project: &str,
+    key: &str,
+    scope: &str,
+) -> Result<Option<Json>, ApiErr> {
+    let endpoint = gitlab::api::projects::variables::ProjectVariable::builder()
+        .project(project)
+        .key(key)
+        .filter(
+            ProjectVariableFilter::builder()
+                .environment_scope(scope)
+                .build()
+                .expect("valid filter"),
+        )
+        .build()
+        .expect("valid endpoint");
+    match endpoint.query_async(client).await {
+        Ok(j) => Ok(Some(j)),
+        Err(e) if super::is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The value to write: the literal, or the secret whose fingerprint the plan recorded.
+fn value(
+    step: &Step,
+    secrets: Option<&std::collections::BTreeMap<String, SecretValue>>,
+    key: &FingerprintKey,
+) -> Result<String, StepError> {
+    match step.desired.get("value") {
+        Some(Value::Str(s)) => Ok(s.clone()),
+        Some(Value::Sensitive { sensitive }) => {
+            let secret = secrets
+                .and_then(|s| s.get("value"))
+                .ok_or_else(|| StepError::MissingSecret(step.address.to_string()))?;
+            if &key.fingerprint(secret) != sensitive {
+                return Err(StepError::Precondition(
+                    "the secret's value changed since the plan: plan again".into(),
+                ));
+            }
+            Ok(secret.expose().to_string())
+        }
+        _ => Err(StepError::MissingSecret(step.address.to_string())),
+    }
+}
+
+fn description(
+    step: &Step,
+    secrets: Option<&std::collections::BTreeMap<String, SecretValue>>,
+    key: &FingerprintKey,
+) -> Option<String> {
+    let base = want_str(step, "description").map(str::to_owned);
+    if want_bool(step, "hidden") != Some(true) {
+        return base;
+    }
+    let fp = match step.desired.get("value") {
+        Some(Value::Sensitive { sensitive }) => sensitive.clone(),
+        Some(Value::Str(s)) => key.fingerprint(&SecretValue::new(s.clone())),
+        _ => return base,
+    };
+    let _ = secrets;
+    Some(format!("{}{MARKER}{fp}]", base.unwrap_or_default()))
+}
+
+fn var_type(step: &Step) -> ProjectVariableType {
+    if want_str(step, "variable_type") == Some("file") {
+        ProjectVariableType::File
+    } else {
+        ProjectVariableType::EnvVar
+    }
+}
+
+async fn create(
+    client: &GitlabClient,
+    project: &str,
+    key_name: &str,
+    scope: &str,
+    step: &Step,
+    value: &str,
+    description: Option<&str>,
+) -> Result<(), ApiErr> {
+    let hidden = want_bool(step, "hidden") == Some(true);
+    let mut c = gitlab::api::projects::variables::CreateProjectVariable::builder();
+    c.project(project)
+        .key(key_name)
+        .value(value)
+        .environment_scope(scope)
+        .variable_type(var_type(step))
+        .protected(want_bool(step, "protected").unwrap_or(false))
+        .raw(want_bool(step, "raw").unwrap_or(false));
+    if hidden {
+        c.masked_and_hidden(true);
+    } else {
+        c.masked(want_bool(step, "masked").unwrap_or(false));
+    }
+    if let Some(d) = description {
+        c.description(d);
+    }
+    api::ignore(c.build().expect("valid endpoint"))
+        .query_async(client)
+        .await
+}
+
+async fn update(
+    client: &GitlabClient,
+    project: &str,
+    key_name: &str,
+    scope: &str,
+    step: &Step,
+    value: &str,
+    description: Option<&str>,
+) -> Result<(), ApiErr> {
+    let hidden = want_bool(step, "hidden") == Some(true);
+    let mut u = gitlab::api::projects::variables::UpdateProjectVariable::builder();
+    u.project(project)
+        .key(key_name)
+        .value(value)
+        .filter(
+            ProjectVariableFilter::builder()
+                .environment_scope(scope)
+                .build()
+                .expect("valid filter"),
+        )
+        .variable_type(var_type(step))
+        .protected(want_bool(step, "protected").unwrap_or(false))
+        .raw(want_bool(step, "raw").unwrap_or(false));
+    if !hidden {
+        // GitLab refuses any change of visibility on a hidden variable, even a no-op one.
+        u.masked(want_bool(step, "masked").unwrap_or(false));
+    }
+    if let Some(d) = description {
+        u.description(d);
+    }
+    api::ignore(u.build().expect("valid endpoint"))
+        .query_async(client)
+        .await
+}
+
+async fn delete(
+    client: &GitlabClient,
+    project: &str,
+    key_name: &str,
+    scope: &str,
+) -> Result<(), ApiErr> {
+    let d = gitlab::api::projects::variables::DeleteProjectVariable::builder()
+        .project(project)
+        .key(key_name)
+        .filter(
+            ProjectVariableFilter::builder()
+                .environment_scope(scope)
+                .build()
+                .expect("valid filter"),
+        )
+        .build()
+        .expect("valid endpoint");
+    match api::ignore(d).query_async(client).await {
+        Err(e) if !super::is_not_found(&e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+pub async fn apply(
+    client: &GitlabClient,
+    project: &str,
+    key_name: &str,
+    scope: &str,
+    step: &Step,
+    secrets: Option<&std::collections::BTreeMap<String, SecretValue>>,
+    key: &FingerprintKey,
+) -> Result<(), StepError> {
+    if step.action == Action::Delete {
+        return delete(client, project, key_name, scope)
+            .await
+            .map_err(Into::into);
+    }
+    let value = value(step, secrets, key)?;
+    let description = description(step, secrets, key);
+    match step.action {
+        Action::Create => match create(
+            client,
+            project,
+            key_name,
+            scope,
+            step,
+            &value,
+            description.as_deref(),
+        )
+        .await
+        {
+            Ok(()) => Ok(()),
+            // Outcome unknown, or "(KEY) has already been taken": if it exists, make it match.
+            Err(e)
+                if super::is_unknown_outcome(&e)
+                    || super::status_of(&e) == Some(http::StatusCode::BAD_REQUEST) =>
+            {
+                match read_one(client, project, key_name, scope).await? {
+                    Some(_) => update(
+                        client,
+                        project,
+                        key_name,
+                        scope,
+                        step,
+                        &value,
+                        description.as_deref(),
+                    )
+                    .await
+                    .map_err(Into::into),
+                    None if super::is_unknown_outcome(&e) => create(
+                        client,
+                        project,
+                        key_name,
+                        scope,
+                        step,
+                        &value,
+                        description.as_deref(),
+                    )
+                    .await
+                    .map_err(Into::into),
+                    None => Err(e.into()),
+                }
+            }
+            Err(e) => Err(e.into()),
+        },
+        Action::Update => update(
+            client,
+            project,
+            key_name,
+            scope,
+            step,
+            &value,
+            description.as_deref(),
+        )
+        .await
+        .map_err(Into::into),
+        Action::Replace => {
+            delete(client, project, key_name, scope).await?;
+            create(
+                client,
+                project,
+                key_name,
+                scope,
+                step,
+                &value,
+                description.as_deref(),
+            )
+            .await
+            .map_err(Into::into)
+        }
+        Action::Delete => unreachable!("handled above"),
+    }
+}
