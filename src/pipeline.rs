@@ -175,6 +175,7 @@ pub async fn resolve_secrets(state: &DesiredState) -> Result<SecretValues, Pipel
     Err(PipelineError::Spec(SpecErrors {
         sources: state.sources.clone(),
         diagnostics,
+        contacted: true,
     }))
 }
 

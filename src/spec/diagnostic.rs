@@ -62,6 +62,7 @@ impl Diagnostic {
 pub fn render(
     sources: &SourceMap,
     diagnostics: &[Diagnostic],
+    contacted: bool,
     out: &mut dyn WriteColor,
 ) -> std::io::Result<()> {
     let mut files = SimpleFiles::new();
@@ -109,7 +110,7 @@ pub fn render(
     let n = diagnostics.len();
     writeln!(
         out,
-        "error: {n} error{} in {} file{}; nothing was contacted or changed",
+        "error: {n} error{} in {} file{}; nothing was {}changed",
         if n == 1 { "" } else { "s" },
         files_with_errors.len(),
         if files_with_errors.len() == 1 {
@@ -117,6 +118,7 @@ pub fn render(
         } else {
             "s"
         },
+        if contacted { "" } else { "contacted or " },
     )
 }
 

@@ -75,6 +75,8 @@ impl DesiredState {
 pub struct SpecErrors {
     pub sources: SourceMap,
     pub diagnostics: Vec<Diagnostic>,
+    /// Whether a live system was read before the errors were found (never written).
+    pub contacted: bool,
 }
 
 impl SpecErrors {
@@ -82,7 +84,7 @@ impl SpecErrors {
         &self,
         out: &mut dyn codespan_reporting::term::termcolor::WriteColor,
     ) -> std::io::Result<()> {
-        diagnostic::render(&self.sources, &self.diagnostics, out)
+        diagnostic::render(&self.sources, &self.diagnostics, self.contacted, out)
     }
 
     /// Plain-text rendering (no colour).
@@ -146,6 +148,7 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
             return Err(SpecErrors {
                 sources,
                 diagnostics: vec![d],
+                contacted: false,
             });
         }
     };
@@ -268,6 +271,7 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
         return Err(SpecErrors {
             sources,
             diagnostics: diags,
+            contacted: false,
         });
     }
     let config = raw.config.map(|c| c.spec).expect("checked above");
@@ -465,5 +469,6 @@ pub fn cycle_errors(state: DesiredState, cycle: &crate::graph::Cycle) -> SpecErr
     SpecErrors {
         sources: state.sources,
         diagnostics: vec![d],
+        contacted: false,
     }
 }

@@ -6,6 +6,7 @@ mod support;
 mod aws_secrets;
 mod cli;
 mod gitlab_plan;
+mod gitlab_secrets;
 mod graph;
 mod schema;
 mod validate;

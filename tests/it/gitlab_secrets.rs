@@ -1,0 +1,279 @@
+//! GitLab variables whose values come from Secrets Manager (moto) over the real wire: the
+//! example desired state from empty, secret rotation, hidden variables, a missing secret; and
+//! no secret value in any output, plan file or golden file.
+
+use crate::support::gitlab::{Gitlab, desired_state};
+use crate::support::moto::Moto;
+use crate::support::{assert_golden, root, text};
+
+const ACCESS_KEY: &str = "AKIAEXAMPLESECRETVALUE01";
+const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiSECRETVALUE02";
+const ROTATED: &str = "rotatedSECRETVALUE03/abcdefghij";
+
+fn put_secret(moto: &Moto, name: &str, value: &str, create: bool) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = aws_sdk_secretsmanager::Client::new(&moto.sdk_config().await);
+        if create {
+            client
+                .create_secret()
+                .name(name)
+                .secret_string(value)
+                .send()
+                .await
+                .expect("create secret");
+        } else {
+            client
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(value)
+                .send()
+                .await
+                .expect("put secret value");
+        }
+    });
+}
+
+fn pipeline_user(access: &str, secret: &str) -> String {
+    serde_json::json!({"access_key_id": access, "secret_access_key": secret}).to_string()
+}
+
+/// Fails if any secret value appears in `haystack`.
+fn assert_no_secret(what: &str, haystack: &str) {
+    for secret in [ACCESS_KEY, SECRET_KEY, ROTATED] {
+        assert!(!haystack.contains(secret), "{what} contains a secret value");
+    }
+}
+
+fn variable(gitlab: &Gitlab, project: &str, key: &str) -> serde_json::Value {
+    let (status, v) = gitlab.api(
+        "GET",
+        &format!("projects/root%2F{project}/variables/{key}?filter%5Benvironment_scope%5D=*"),
+        None,
+    );
+    assert_eq!(status, 200);
+    v
+}
+
+#[test]
+fn example_desired_state_from_empty_and_secret_rotation() {
+    let moto = Moto::start();
+    put_secret(
+        &moto,
+        "cloud-design/gitlab-pipeline-user",
+        &pipeline_user(ACCESS_KEY, SECRET_KEY),
+        true,
+    );
+    let gitlab = Gitlab::start();
+    let dir = root().join("desired-state");
+    let env = moto.env();
+    let plan_file = tempfile::NamedTempFile::new().unwrap();
+    let plan_path = plan_file.path().to_str().unwrap();
+
+    let plan = gitlab.reconcile(&dir, &["plan", "--out", plan_path], &env);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan.stderr));
+    let stdout = text(&plan.stdout);
+    assert!(stdout.contains("value: (sensitive)"));
+    assert!(
+        stdout.ends_with("Plan: 32 to create, 0 to update, 0 to replace, 0 to delete.\n"),
+        "{stdout}"
+    );
+    assert_golden("gitlab/example-create.txt", &stdout);
+    assert_no_secret("plan stdout", &stdout);
+    assert_no_secret("plan stderr", &text(&plan.stderr));
+    assert_no_secret("plan file", &std::fs::read_to_string(plan_path).unwrap());
+
+    let apply = gitlab.reconcile(&dir, &["apply", plan_path], &env);
+    assert_eq!(
+        apply.status.code(),
+        Some(0),
+        "{}{}",
+        text(&apply.stdout),
+        text(&apply.stderr)
+    );
+    assert_no_secret(
+        "apply output",
+        &(text(&apply.stdout) + &text(&apply.stderr)),
+    );
+    assert_eq!(
+        variable(&gitlab, "inventory-app", "AWS_SECRET_ACCESS_KEY")["value"],
+        SECRET_KEY,
+        "the secret's value reached GitLab"
+    );
+    assert_eq!(
+        variable(&gitlab, "inventory-app", "AWS_SECRET_ACCESS_KEY")["masked"],
+        true
+    );
+
+    let again = gitlab.reconcile(&dir, &["plan"], &env);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+
+    // Rotation: the plan shows that the value changes, never the value.
+    put_secret(
+        &moto,
+        "cloud-design/gitlab-pipeline-user",
+        &pipeline_user(ACCESS_KEY, ROTATED),
+        false,
+    );
+    let rotated = gitlab.reconcile(&dir, &["plan"], &env);
+    assert_eq!(rotated.status.code(), Some(2));
+    let stdout = text(&rotated.stdout);
+    assert_eq!(
+        stdout.matches("value: (sensitive, changed)").count(),
+        4,
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("Plan: 0 to create, 4 to update, 0 to replace, 0 to delete.\n"),
+        "{stdout}"
+    );
+    assert_no_secret("rotation plan", &stdout);
+    let apply = gitlab.reconcile(&dir, &["apply", "--auto-approve"], &env);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply.stdout));
+    assert_eq!(
+        variable(&gitlab, "billing-app", "AWS_SECRET_ACCESS_KEY")["value"],
+        ROTATED
+    );
+    assert_eq!(
+        gitlab.reconcile(&dir, &["plan"], &env).status.code(),
+        Some(0)
+    );
+}
+
+const HIDDEN: &str = r#"projects:
+  - namespace: root
+    path: app
+    variables:
+      items:
+        - key: DEPLOY_TOKEN
+          masked: true
+          hidden: true
+          protected: true
+          description: Deploy token
+          from: {secret: app/deploy, key: token}
+secrets:
+  - name: app/deploy
+"#;
+
+/// Hidden variables read back as `value: null`; the fingerprint of the last written value,
+/// kept in the description, lets the next plan see no change, and see a rotation.
+#[test]
+fn hidden_variable_has_no_perpetual_diff_and_sees_rotation() {
+    let moto = Moto::start();
+    put_secret(
+        &moto,
+        "app/deploy",
+        &serde_json::json!({"token": SECRET_KEY}).to_string(),
+        true,
+    );
+    let gitlab = Gitlab::start();
+    let dir = desired_state(&[
+        ("reconcile.yaml", "gitlab: {url: http://gitlab.invalid}\n"),
+        ("app.yaml", HIDDEN),
+    ]);
+    let env = moto.env();
+    let apply = gitlab.reconcile(dir.path(), &["apply", "--auto-approve"], &env);
+    assert_eq!(
+        apply.status.code(),
+        Some(0),
+        "{}{}",
+        text(&apply.stdout),
+        text(&apply.stderr)
+    );
+    let live = variable(&gitlab, "app", "DEPLOY_TOKEN");
+    assert_eq!(live["value"], serde_json::Value::Null, "hidden");
+    assert_eq!(live["hidden"], true);
+    assert!(
+        live["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Deploy token [reconcile fp=hmac-sha256:")
+    );
+
+    let plan = gitlab.reconcile(dir.path(), &["plan"], &env);
+    assert_eq!(
+        plan.status.code(),
+        Some(0),
+        "no perpetual diff: {}",
+        text(&plan.stdout)
+    );
+
+    put_secret(
+        &moto,
+        "app/deploy",
+        &serde_json::json!({"token": ROTATED}).to_string(),
+        false,
+    );
+    let plan = gitlab.reconcile(dir.path(), &["plan"], &env);
+    assert_eq!(plan.status.code(), Some(2));
+    assert_golden("gitlab/hidden-rotation.txt", &text(&plan.stdout));
+    let apply = gitlab.reconcile(dir.path(), &["apply", "--auto-approve"], &env);
+    assert_eq!(
+        apply.status.code(),
+        Some(0),
+        "{}{}",
+        text(&apply.stdout),
+        text(&apply.stderr)
+    );
+    assert_eq!(
+        gitlab.reconcile(dir.path(), &["plan"], &env).status.code(),
+        Some(0)
+    );
+    assert_no_secret(
+        "outputs",
+        &(text(&plan.stdout) + &text(&apply.stdout) + &text(&apply.stderr)),
+    );
+}
+
+#[test]
+fn missing_secret_is_a_plan_error_naming_the_spec_line() {
+    let moto = Moto::start();
+    let gitlab = Gitlab::start();
+    let dir = desired_state(&[
+        ("reconcile.yaml", "gitlab: {url: http://gitlab.invalid}\n"),
+        ("app.yaml", HIDDEN),
+    ]);
+    gitlab.reset_counters();
+    let plan = gitlab.reconcile(dir.path(), &["plan"], &moto.env());
+    assert_eq!(plan.status.code(), Some(1));
+    let stderr = text(&plan.stderr);
+    assert!(stderr.contains("app.yaml:11:26"), "{stderr}");
+    assert!(
+        stderr.contains("secret `app/deploy` does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with("error: 1 error in 1 file; nothing was changed\n"),
+        "{stderr}"
+    );
+    let writes: u64 = gitlab
+        .counters()
+        .by_route
+        .iter()
+        .filter(|(r, _)| !r.starts_with("GET "))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(writes, 0);
+}
+
+/// Golden files never hold a secret value (scanned for the values these tests use).
+#[test]
+fn golden_files_hold_no_secret_value() {
+    fn scan(dir: &std::path::Path) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                scan(&path);
+            } else {
+                assert_no_secret(
+                    &path.display().to_string(),
+                    &std::fs::read_to_string(&path).unwrap_or_default(),
+                );
+            }
+        }
+    }
+    scan(&root().join("golden"));
+}
