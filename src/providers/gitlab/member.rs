@@ -107,20 +107,20 @@ pub async fn apply(
                 .access_level(level(step))
                 .build()
                 .expect("valid endpoint");
-            match api::ignore(add).query_async(client).await {
-                Ok(()) => Ok(()),
-                // 409 "Member already exists" (an earlier attempt, or a race): set the level.
-                Err(e)
-                    if super::is_unknown_outcome(&e)
-                        || super::status_of(&e) == Some(http::StatusCode::CONFLICT) =>
-                {
-                    api::ignore(edit())
-                        .query_async(client)
-                        .await
-                        .map_err(Into::into)
-                }
-                Err(e) => Err(e.into()),
+            let member = || async {
+                let all = read(client, project).await?;
+                Ok::<_, ApiErr>(all.into_iter().find(|m| m["id"].as_u64() == Some(id)))
+            };
+            // "Member already exists" (an earlier attempt, or a race): set the level.
+            if super::create_once(
+                || async { api::ignore(&add).query_async(client).await },
+                member,
+            )
+            .await?
+            {
+                api::ignore(edit()).query_async(client).await?;
             }
+            Ok(())
         }
         Action::Update | Action::Replace => api::ignore(edit())
             .query_async(client)

@@ -459,3 +459,45 @@ pub(crate) fn want_bool(step: &Step, field: &str) -> Option<bool> {
 pub(crate) fn changes(step: &Step, field: &str) -> bool {
     step.action != Action::Update || step.changes.iter().any(|c| c.field == field)
 }
+
+/// How many times a create whose outcome was unknown is tried again after a re-read found
+/// nothing.
+const CREATE_ATTEMPTS: usize = 3;
+
+/// Creates an object safely: when the POST's outcome is unknown (5xx, dropped connection) or
+/// GitLab says it exists already, re-read; if it is there, it is adopted (`Ok(true)`: the
+/// caller makes it match), if not, the create is tried again. Never creates twice.
+pub(crate) async fn create_once<C, R, T>(
+    mut create: impl FnMut() -> C,
+    mut read: impl FnMut() -> R,
+) -> Result<bool, StepError>
+where
+    C: std::future::Future<Output = Result<(), ApiErr>>,
+    R: std::future::Future<Output = Result<Option<T>, ApiErr>>,
+{
+    let mut last = None;
+    for _ in 0..CREATE_ATTEMPTS {
+        match create().await {
+            Ok(()) => return Ok(false),
+            Err(e)
+                if is_unknown_outcome(&e)
+                    || matches!(
+                        status_of(&e),
+                        Some(StatusCode::CONFLICT | StatusCode::BAD_REQUEST)
+                    ) =>
+            {
+                if read().await?.is_some() {
+                    return Ok(true);
+                }
+                if !is_unknown_outcome(&e) {
+                    return Err(e.into());
+                }
+                last = Some(e);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last
+        .map(Into::into)
+        .unwrap_or_else(|| StepError::Api("create failed".into())))
+}

@@ -113,48 +113,31 @@ pub async fn apply(client: &GitlabClient, path: &str, step: &Step) -> Result<(),
             if let Some(b) = want_str(step, "default_branch") {
                 create.default_branch(b);
             }
-            let result: Result<Json, ApiErr> = create
-                .build()
-                .expect("valid endpoint")
-                .query_async(client)
-                .await;
-            match result {
-                Ok(_) => Ok(()),
-                // Outcome unknown or "has already been taken": it exists if the write went through.
-                Err(e)
-                    if super::is_unknown_outcome(&e)
-                        || super::status_of(&e) == Some(http::StatusCode::BAD_REQUEST) =>
-                {
-                    read(client, path)
-                        .await?
-                        .map(|_| ())
-                        .ok_or_else(|| e.into())
-                }
-                Err(e) => Err(e.into()),
-            }
+            let endpoint = create.build().expect("valid endpoint");
+            super::create_once(
+                || async { api::ignore(&endpoint).query_async(client).await },
+                || read(client, path),
+            )
+            .await
+            .map(|_| ())
         }
         Action::Update | Action::Replace => {
             let mut edit = gitlab::api::projects::EditProject::builder();
             edit.project(path);
-            if changes(step, "name") {
-                if let Some(n) = want_str(step, "name") {
-                    edit.name(n);
-                }
+            if let Some(n) = want_str(step, "name").filter(|_| changes(step, "name")) {
+                edit.name(n);
             }
-            if changes(step, "description") {
-                if let Some(d) = want_str(step, "description") {
-                    edit.description(d);
-                }
+            if let Some(d) = want_str(step, "description").filter(|_| changes(step, "description"))
+            {
+                edit.description(d);
             }
-            if changes(step, "visibility") {
-                if let Some(v) = visibility(step) {
-                    edit.visibility(v);
-                }
+            if let Some(v) = visibility(step).filter(|_| changes(step, "visibility")) {
+                edit.visibility(v);
             }
-            if changes(step, "default_branch") {
-                if let Some(b) = want_str(step, "default_branch") {
-                    edit.default_branch(b);
-                }
+            if let Some(b) =
+                want_str(step, "default_branch").filter(|_| changes(step, "default_branch"))
+            {
+                edit.default_branch(b);
             }
             api::ignore(edit.build().expect("valid endpoint"))
                 .query_async(client)

@@ -5,7 +5,7 @@ use gitlab::api::{self, AsyncQuery};
 use serde_json::Value as Json;
 
 use super::endpoints::{EditUser, UserAction};
-use super::{Gitlab, StepError, changes, want_bool, want_str};
+use super::{Gitlab, StepError, want_bool, want_str};
 use crate::address::Address;
 use crate::live::{Desired, Fields, Live, Value};
 use crate::plan::{Action, Step};
@@ -60,79 +60,62 @@ pub fn live(j: &Json) -> Live {
 
 pub async fn apply(gl: &Gitlab, username: &str, step: &Step) -> Result<(), StepError> {
     let client = &gl.client;
-    let id = match step.action {
-        Action::Create => {
-            // A user is name-keyed: if an earlier attempt created it, adopt it.
-            match gl.find_user(username).await? {
-                Some(existing) => existing["id"].as_u64().unwrap_or_default(),
-                None => {
-                    let endpoint = gitlab::api::users::CreateUser::builder()
-                        .username(username)
-                        .name(want_str(step, "name").unwrap_or(username))
-                        .email(want_str(step, "email").unwrap_or_default())
-                        .password(gitlab::api::users::NewUserPassword::Reset)
-                        .skip_confirmation(true)
-                        .admin(want_bool(step, "admin").unwrap_or(false))
-                        .external(want_bool(step, "external").unwrap_or(false))
-                        .build()
-                        .expect("valid endpoint");
-                    let created: Result<Json, _> = endpoint.query_async(client).await;
-                    match created {
-                        Ok(u) => u["id"].as_u64().unwrap_or_default(),
-                        Err(e)
-                            if super::is_unknown_outcome(&e)
-                                || super::status_of(&e) == Some(http::StatusCode::CONFLICT) =>
-                        {
-                            gl.find_user(username)
-                                .await?
-                                .and_then(|u| u["id"].as_u64())
-                                .ok_or(StepError::from(e))?
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-        }
-        Action::Update | Action::Replace => {
-            let user = gl
-                .find_user(username)
-                .await?
-                .ok_or_else(|| StepError::Precondition(format!("user {username} disappeared")))?;
-            let id = user["id"].as_u64().unwrap_or_default();
-            if ["name", "email", "admin", "external"]
-                .iter()
-                .any(|f| changes(step, f))
-            {
-                let edit = EditUser {
-                    id,
-                    name: want_str(step, "name").map(str::to_owned),
-                    email: want_str(step, "email").map(str::to_owned),
-                    admin: want_bool(step, "admin"),
-                    external: want_bool(step, "external"),
-                };
-                api::ignore(edit).query_async(client).await?;
-            }
-            id
-        }
-        Action::Delete => {
-            return Err(StepError::Precondition(
-                "users are never deleted: set `state: blocked`".into(),
-            ));
-        }
+    if step.action == Action::Delete {
+        return Err(StepError::Precondition(
+            "users are never deleted: set `state: blocked`".into(),
+        ));
+    }
+    if step.action == Action::Create {
+        let create = || async {
+            let endpoint = gitlab::api::users::CreateUser::builder()
+                .username(username)
+                .name(want_str(step, "name").unwrap_or(username))
+                .email(want_str(step, "email").unwrap_or_default())
+                .password(gitlab::api::users::NewUserPassword::Reset)
+                .skip_confirmation(true)
+                .admin(want_bool(step, "admin").unwrap_or(false))
+                .external(want_bool(step, "external").unwrap_or(false))
+                .build()
+                .expect("valid endpoint");
+            api::ignore(endpoint).query_async(client).await
+        };
+        // A user is name-keyed: one that an earlier attempt created is adopted below.
+        super::create_once(create, || gl.find_user(username)).await?;
+    }
+    // Make the live user match: fields by PUT, state by the action endpoints.
+    let user = gl
+        .find_user(username)
+        .await?
+        .ok_or_else(|| StepError::Precondition(format!("user {username} does not exist")))?;
+    let id = user["id"].as_u64().unwrap_or_default();
+    let now = live(&user);
+    let differs = |f: &str| {
+        step.desired
+            .get(f)
+            .is_some_and(|want| now.fields.get(f).is_some_and(|have| have != want))
     };
-    // State through the action endpoints.
-    let state_now = if step.action == Action::Create {
-        Some("active")
-    } else {
-        step.changes
-            .iter()
-            .find(|c| c.field == "state")
-            .and_then(|c| match &c.before {
-                Some(Value::Str(s)) => Some(s.as_str()),
-                _ => None,
-            })
-    };
-    match (state_now, want_str(step, "state")) {
+    if ["name", "email", "admin", "external"]
+        .iter()
+        .any(|f| differs(f))
+    {
+        let edit = EditUser {
+            id,
+            name: want_str(step, "name")
+                .filter(|_| differs("name"))
+                .map(str::to_owned),
+            email: want_str(step, "email")
+                .filter(|_| differs("email"))
+                .map(str::to_owned),
+            admin: want_bool(step, "admin").filter(|_| differs("admin")),
+            external: want_bool(step, "external").filter(|_| differs("external")),
+        };
+        api::ignore(edit).query_async(client).await?;
+    }
+    let state = now.fields.get("state").and_then(|v| match v {
+        Value::Str(s) => Some(s.clone()),
+        _ => None,
+    });
+    match (state.as_deref(), want_str(step, "state")) {
         (Some(now), Some(target)) if now != target => {
             let action = match (now, target) {
                 (_, "blocked") => "block",

@@ -332,51 +332,33 @@ pub async fn apply(
     let value = value(step, secrets, key)?;
     let description = description(step, secrets, key);
     match step.action {
-        Action::Create => match create(
-            client,
-            project,
-            key_name,
-            scope,
-            step,
-            &value,
-            description.as_deref(),
-        )
-        .await
-        {
-            Ok(()) => Ok(()),
-            // Outcome unknown, or "(KEY) has already been taken": if it exists, make it match.
-            Err(e)
-                if super::is_unknown_outcome(&e)
-                    || super::status_of(&e) == Some(http::StatusCode::BAD_REQUEST) =>
-            {
-                match read_one(client, project, key_name, scope).await? {
-                    Some(_) => update(
-                        client,
-                        project,
-                        key_name,
-                        scope,
-                        step,
-                        &value,
-                        description.as_deref(),
-                    )
-                    .await
-                    .map_err(Into::into),
-                    None if super::is_unknown_outcome(&e) => create(
-                        client,
-                        project,
-                        key_name,
-                        scope,
-                        step,
-                        &value,
-                        description.as_deref(),
-                    )
-                    .await
-                    .map_err(Into::into),
-                    None => Err(e.into()),
-                }
+        Action::Create => {
+            let create = || {
+                create(
+                    client,
+                    project,
+                    key_name,
+                    scope,
+                    step,
+                    &value,
+                    description.as_deref(),
+                )
+            };
+            // "(KEY) has already been taken", or an unknown outcome that did create it: make it match.
+            if super::create_once(create, || read_one(client, project, key_name, scope)).await? {
+                update(
+                    client,
+                    project,
+                    key_name,
+                    scope,
+                    step,
+                    &value,
+                    description.as_deref(),
+                )
+                .await?;
             }
-            Err(e) => Err(e.into()),
-        },
+            Ok(())
+        }
         Action::Update => update(
             client,
             project,
