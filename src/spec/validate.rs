@@ -335,24 +335,24 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
                     "GitLab hides only masked variables: add `masked: true`",
                 );
             }
-            if let Some(value) = &v.value {
-                if v.masked || v.hidden {
-                    // One mistake, one error: GitLab's masking rules are mentioned in the same
-                    // diagnostic, since the value will move to Secrets Manager anyway.
-                    let help = match masking_problem(value, v.raw) {
+            if let Some(value) = &v.value
+                && (v.masked || v.hidden)
+            {
+                // One mistake, one error: GitLab's masking rules are mentioned in the same
+                // diagnostic, since the value will move to Secrets Manager anyway.
+                let help = match masking_problem(value, v.raw) {
                         None => "secrets must not be committed: store the value in AWS Secrets Manager and write `from: {secret: NAME, key: KEY}`".to_string(),
                         Some(problem) => format!("secrets must not be committed: store the value in AWS Secrets Manager and write `from: {{secret: NAME, key: KEY}}`; GitLab would also refuse to mask this value ({problem}): masked values need at least 8 characters from [a-zA-Z0-9_+=/@:.~-] (any non-space characters with `raw: true`)"),
                     };
-                    c.diags.push(
-                        Diagnostic::at(
-                            p.file,
-                            key_span(node, "value"),
-                            format!("masked variable `{}` has a literal value", v.key),
-                        )
-                        .help(help)
-                        .sensitive(),
-                    );
-                }
+                c.diags.push(
+                    Diagnostic::at(
+                        p.file,
+                        key_span(node, "value"),
+                        format!("masked variable `{}` has a literal value", v.key),
+                    )
+                    .help(help)
+                    .sensitive(),
+                );
             }
             if let Some(from) = &v.from {
                 check_secret_ref(&mut c, p.file, node.get("from").unwrap_or(node), from);
@@ -468,25 +468,25 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
                 );
             }
         }
-        if let Some(cpu) = &td.cpu {
-            if !valid_unit(cpu, "vcpu") {
-                c.error(
-                    s.file,
-                    span_at(td_node, &["cpu"]),
-                    format!("invalid cpu `{cpu}`"),
-                    "write CPU units (`256`) or vCPUs (`0.25 vCPU`)",
-                );
-            }
+        if let Some(cpu) = &td.cpu
+            && !valid_unit(cpu, "vcpu")
+        {
+            c.error(
+                s.file,
+                span_at(td_node, &["cpu"]),
+                format!("invalid cpu `{cpu}`"),
+                "write CPU units (`256`) or vCPUs (`0.25 vCPU`)",
+            );
         }
-        if let Some(memory) = &td.memory {
-            if !valid_unit(memory, "gb") {
-                c.error(
-                    s.file,
-                    span_at(td_node, &["memory"]),
-                    format!("invalid memory `{memory}`"),
-                    "write MiB (`512`) or GB (`1 GB`)",
-                );
-            }
+        if let Some(memory) = &td.memory
+            && !valid_unit(memory, "gb")
+        {
+            c.error(
+                s.file,
+                span_at(td_node, &["memory"]),
+                format!("invalid memory `{memory}`"),
+                "write MiB (`512`) or GB (`1 GB`)",
+            );
         }
         let fargate = spec.launch_type == LaunchType::Fargate
             || td.requires_compatibilities.contains(&LaunchType::Fargate);
@@ -702,15 +702,15 @@ fn check_config(c: &mut Checker<'_>, item: &Item<'_, Config>) {
                 "write a region name like `us-east-1`",
             );
         }
-        if let Some(account) = &aws.account_id {
-            if account.len() != 12 || !account.chars().all(|ch| ch.is_ascii_digit()) {
-                c.error(
-                    file,
-                    span_at(node, &["aws", "account_id"]),
-                    "invalid AWS account id",
-                    "an account id has 12 digits; quote it (`\"123456789012\"`)",
-                );
-            }
+        if let Some(account) = &aws.account_id
+            && (account.len() != 12 || !account.chars().all(|ch| ch.is_ascii_digit()))
+        {
+            c.error(
+                file,
+                span_at(node, &["aws", "account_id"]),
+                "invalid AWS account id",
+                "an account id has 12 digits; quote it (`\"123456789012\"`)",
+            );
         }
     }
     if humantime::parse_duration(&config.plan.max_age).is_err() {
