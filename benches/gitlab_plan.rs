@@ -99,7 +99,7 @@ fn main() {
     let steps = planned.plan.steps.len();
     let report = rt.block_on(reconcile::apply::run(
         &planned.plan,
-        &planned.gitlab,
+        &planned.providers,
         &planned.desired,
         &planned.graph,
         &|_, _| {},

@@ -9,8 +9,8 @@ use sha2::{Digest, Sha256};
 use crate::graph::Graph;
 use crate::live::{Desired, LiveState};
 use crate::plan::{self, Plan};
-use crate::providers::aws;
 use crate::providers::gitlab::{ClientOptions, Gitlab, GitlabClient, SecretValues};
+use crate::providers::{Providers, aws};
 use crate::secret::{FingerprintKey, SecretValue};
 use crate::spec::diagnostic::Diagnostic;
 use crate::spec::variable::SecretSource;
@@ -26,6 +26,8 @@ pub struct Settings {
     /// `RECONCILE_FINGERPRINT_KEY`.
     pub fingerprint_key: Option<SecretValueString>,
     pub client: ClientOptions,
+    /// `--env`: plan only one scope (`gitlab`, `aws`, or an environment name).
+    pub scope: Option<String>,
 }
 
 /// A secret setting from the environment (never printed).
@@ -61,6 +63,7 @@ impl Settings {
             gitlab_token: secret("GITLAB_TOKEN"),
             fingerprint_key: secret("RECONCILE_FINGERPRINT_KEY"),
             client,
+            scope: None,
         }
     }
 }
@@ -78,7 +81,7 @@ pub enum PipelineError {
 pub struct Planned {
     pub state: DesiredState,
     pub graph: Graph,
-    pub gitlab: Gitlab,
+    pub providers: Providers,
     pub desired: Vec<Desired>,
     pub live: LiveState,
     pub plan: Plan,
@@ -179,32 +182,53 @@ pub async fn resolve_secrets(state: &DesiredState) -> Result<SecretValues, Pipel
     }))
 }
 
+fn scope_name(address: &crate::address::Address) -> String {
+    match address.scope() {
+        crate::address::Scope::Gitlab => "gitlab".into(),
+        crate::address::Scope::Aws => "aws".into(),
+        crate::address::Scope::Env(e) => e,
+    }
+}
+
 /// The whole plan pipeline.
 pub async fn plan(dir: &Path, settings: &Settings) -> Result<Planned, PipelineError> {
     let (state, graph) = load(dir)?;
     let gitlab = gitlab(&state, settings)?;
     let secrets = resolve_secrets(&state).await?;
-    let desired = gitlab.desired(&state, &secrets);
-    let live = gitlab.observe(&desired).await;
+    let mut desired = gitlab.desired(&state, &secrets);
+    if let Some(scope) = &settings.scope {
+        let known =
+            scope == "gitlab" || scope == "aws" || state.config.environments.contains_key(scope);
+        if !known {
+            let envs: Vec<&str> = state
+                .config
+                .environments
+                .keys()
+                .map(String::as_str)
+                .collect();
+            return Err(PipelineError::Config(format!(
+                "unknown scope `{scope}` for --env: use `gitlab`, `aws` or one of [{}]",
+                envs.join(", ")
+            )));
+        }
+        desired.retain(|d| scope_name(&d.address) == *scope);
+    }
     let prune = Gitlab::prune(&state);
-    let plan = plan::compute(
-        &revision(&state),
-        &desired,
-        &live,
-        &graph,
-        &prune,
-        &Gitlab::replace_note,
-    );
+    let providers = Providers::new(vec![Box::new(gitlab)]);
+    let live = providers.observe(&desired).await;
+    let plan = plan::compute(&revision(&state), &desired, &live, &graph, &prune, &|a| {
+        providers.replace_note(a)
+    });
     tracing::info!(
         steps = plan.steps.len(),
         blocked = plan.blocked.len(),
-        requests = gitlab.requests(),
+        requests = providers.requests(),
         "Planned"
     );
     Ok(Planned {
         state,
         graph,
-        gitlab,
+        providers,
         desired,
         live,
         plan,

@@ -13,7 +13,7 @@ use crate::address::Address;
 use crate::graph::Graph;
 use crate::live::Desired;
 use crate::plan::{self, Action, FieldChange, Plan, Step};
-use crate::providers::gitlab::Gitlab;
+use crate::providers::Providers;
 
 /// What happened to one step.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,7 +56,7 @@ fn runs_last(step: &Step) -> bool {
 /// Applies `plan` and checks convergence. `on_step` is told each outcome as it happens.
 pub async fn run(
     plan: &Plan,
-    gitlab: &Gitlab,
+    providers: &Providers,
     desired: &[Desired],
     graph: &Graph,
     on_step: &(dyn Fn(&Step, &Outcome) + Sync),
@@ -101,7 +101,7 @@ pub async fn run(
             break;
         }
         let results = join_all(ready.iter().map(|step| async move {
-            let outcome = match gitlab
+            let outcome = match providers
                 .apply(step, by_address.get(&step.address).copied())
                 .await
             {
@@ -127,7 +127,7 @@ pub async fn run(
         async move {
             let outcome = match blocked {
                 Some(dep) => Outcome::Skipped(format!("depends on {dep}, which did not apply")),
-                None => match gitlab
+                None => match providers
                     .apply(step, by_address.get(&step.address).copied())
                     .await
                 {
@@ -145,7 +145,7 @@ pub async fn run(
     // Convergence: read the touched resources again; they must show no diff.
     let touched: Vec<Address> = plan.steps.iter().map(|s| s.address.clone()).collect();
     if !touched.is_empty() {
-        let live = gitlab.observe_only(desired, &touched).await;
+        let live = providers.observe_only(desired, &touched).await;
         let wanted: Vec<Desired> = desired
             .iter()
             .filter(|d| touched.contains(&d.address))
@@ -157,14 +157,9 @@ pub async fn run(
             .filter(|s| s.action == Action::Delete)
             .filter_map(|s| plan::graph_owner(&s.address).map(|o| (o, s.address.kind())))
             .collect();
-        let again = plan::compute(
-            &plan.revision,
-            &wanted,
-            &live,
-            graph,
-            &prune,
-            &Gitlab::replace_note,
-        );
+        let again = plan::compute(&plan.revision, &wanted, &live, graph, &prune, &|a| {
+            providers.replace_note(a)
+        });
         // Failed and skipped steps are reported as such; only applied ones must converge.
         let applied = |a: &Address| report.outcomes.get(a) == Some(&Outcome::Applied);
         let mut not_converged = BTreeMap::new();

@@ -28,10 +28,15 @@ pub struct ApplyArgs {
     pub auto_approve: bool,
     #[command(flatten)]
     pub dir: DirArgs,
+    #[command(flatten)]
+    pub scope: super::ScopeArgs,
 }
 
 pub fn run(args: &ApplyArgs) -> Exit {
-    let settings = Settings::from_env(|k| std::env::var(k).ok());
+    let settings = Settings {
+        scope: args.scope.scope.clone(),
+        ..Settings::from_env(|k| std::env::var(k).ok())
+    };
     super::runtime().block_on(async {
         let mut planned = match pipeline::plan(&args.dir.dir, &settings).await {
             Ok(p) => p,
@@ -69,10 +74,10 @@ pub fn run(args: &ApplyArgs) -> Exit {
             return Exit::Ok;
         }
         let progress = Progress::new(planned.plan.steps.len());
-        let report = apply::run(&planned.plan, &planned.gitlab, &planned.desired, &planned.graph, &|step, outcome| progress.step(step, outcome)).await;
+        let report = apply::run(&planned.plan, &planned.providers, &planned.desired, &planned.graph, &|step, outcome| progress.step(step, outcome)).await;
         progress.finish();
         print_report(&report);
-        eprintln!("GitLab requests: {}", planned.gitlab.requests());
+        eprintln!("API requests: {}", planned.providers.requests());
         exit_code(&report)
     })
 }

@@ -68,6 +68,14 @@ pub struct DirArgs {
     pub dir: PathBuf,
 }
 
+/// Which part of the desired state a plan covers.
+#[derive(Debug, Args)]
+pub struct ScopeArgs {
+    /// Only this scope: `gitlab` (users, projects and their objects), `aws`, or an environment.
+    #[arg(long = "env", value_name = "SCOPE")]
+    pub scope: Option<String>,
+}
+
 /// Arguments of a subcommand whose issue has not landed: accepted, then refused clearly.
 #[derive(Debug, Args)]
 pub struct Pending {

@@ -15,6 +15,8 @@ use crate::plan::render;
 pub struct PlanArgs {
     #[command(flatten)]
     pub dir: DirArgs,
+    #[command(flatten)]
+    pub scope: super::ScopeArgs,
     /// Print the plan as JSON (stable form, see README) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -24,7 +26,10 @@ pub struct PlanArgs {
 }
 
 pub fn run(args: &PlanArgs) -> Exit {
-    let settings = Settings::from_env(|k| std::env::var(k).ok());
+    let settings = Settings {
+        scope: args.scope.scope.clone(),
+        ..Settings::from_env(|k| std::env::var(k).ok())
+    };
     let planned = match super::runtime().block_on(pipeline::plan(&args.dir.dir, &settings)) {
         Ok(p) => p,
         Err(e) => return report_error(e),
@@ -41,7 +46,7 @@ pub fn run(args: &PlanArgs) -> Exit {
             planned.plan.hash()
         );
     }
-    eprintln!("GitLab requests: {}", planned.gitlab.requests());
+    eprintln!("API requests: {}", planned.providers.requests());
     exit_code(&planned)
 }
 

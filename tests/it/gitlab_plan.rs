@@ -417,3 +417,18 @@ fn faults_converge_without_duplicates() {
         );
     }
 }
+
+#[test]
+fn env_limits_the_plan_to_one_scope() {
+    let gitlab = Gitlab::start();
+    let config = "gitlab: {url: http://gitlab.invalid}\nenvironments: {staging: {}}\n";
+    let dir = desired_state(&[("reconcile.yaml", config), ("gitlab.yaml", &fixture(false))]);
+    let all = gitlab.reconcile(dir.path(), &["plan", "--env", "gitlab"], &[]);
+    assert_eq!(all.status.code(), Some(2));
+    assert!(text(&all.stdout).ends_with("Plan: 9 to create, 0 to update, 0 to replace, 0 to delete.\n"));
+    let staging = gitlab.reconcile(dir.path(), &["plan", "--env", "staging"], &[]);
+    assert_eq!(staging.status.code(), Some(0), "{}", text(&staging.stdout));
+    let unknown = gitlab.reconcile(dir.path(), &["plan", "--env", "prod"], &[]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(text(&unknown.stderr), "error: unknown scope `prod` for --env: use `gitlab`, `aws` or one of [staging]\n");
+}

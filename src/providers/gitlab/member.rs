@@ -3,10 +3,11 @@
 use gitlab::api::{self, AsyncQuery, common::AccessLevel};
 use serde_json::Value as Json;
 
-use super::{ApiErr, Gitlab, GitlabClient, StepError, want_str};
+use super::{ApiErr, Gitlab, GitlabClient, want_str};
 use crate::address::Address;
 use crate::live::{Desired, Fields, Live, Value};
 use crate::plan::{Action, Step};
+use crate::providers::StepError;
 use crate::spec::member::{AccessLevel as Level, Member};
 
 fn name_of(level: u64) -> String {

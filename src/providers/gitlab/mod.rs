@@ -26,6 +26,7 @@ pub use client::{ClientOptions, GitlabClient, TransportError};
 use crate::address::Address;
 use crate::live::{Desired, Live, LiveState, Observed};
 use crate::plan::{Action, Prune, Step};
+use crate::providers::{Provider, StepError};
 use crate::secret::{FingerprintKey, SecretValue};
 use crate::spec::DesiredState;
 use crate::spec::variable::SecretSource;
@@ -85,10 +86,6 @@ impl Gitlab {
         Self { client, key }
     }
 
-    pub fn requests(&self) -> u64 {
-        self.client.requests()
-    }
-
     pub fn key(&self) -> &FingerprintKey {
         &self.key
     }
@@ -137,7 +134,7 @@ impl Gitlab {
     }
 
     /// The note a replace needs: CE protected branches are unprotected, then protected again.
-    pub fn replace_note(address: &Address) -> Option<String> {
+    pub fn note(address: &Address) -> Option<String> {
         match address {
             Address::ProtectedBranch { branch, .. } => Some(format!(
                 "GitLab CE cannot change access levels in place: {branch} will be unprotected for the duration of this step (run last for its project)"
@@ -150,7 +147,7 @@ impl Gitlab {
     }
 
     /// Reads the live state of every desired GitLab resource.
-    pub async fn observe(&self, desired: &[Desired]) -> LiveState {
+    pub async fn read(&self, desired: &[Desired]) -> LiveState {
         let mut live = LiveState::default();
         let me = self.current_user().await;
 
@@ -182,7 +179,7 @@ impl Gitlab {
     }
 
     /// Re-reads the given addresses only (apply preconditions and the convergence check).
-    pub async fn observe_only(&self, desired: &[Desired], addresses: &[Address]) -> LiveState {
+    pub async fn read_only(&self, desired: &[Desired], addresses: &[Address]) -> LiveState {
         let wanted: Vec<Desired> = desired
             .iter()
             .filter(|d| addresses.contains(&d.address))
@@ -214,7 +211,7 @@ impl Gitlab {
                 all.push(p);
             }
         }
-        let full = self.observe(&all).await;
+        let full = self.read(&all).await;
         LiveState {
             objects: full
                 .objects
@@ -398,7 +395,7 @@ impl Gitlab {
 
     /// Applies one step. Safe to run twice: each write first checks what is there when its
     /// outcome may be unknown.
-    pub async fn apply(&self, step: &Step, desired: Option<&Desired>) -> Result<(), StepError> {
+    pub async fn write(&self, step: &Step, desired: Option<&Desired>) -> Result<(), StepError> {
         let secrets = desired.map(|d| &d.secrets);
         match &step.address {
             Address::User { username } => user::apply(self, username, step).await,
@@ -417,22 +414,39 @@ impl Gitlab {
     }
 }
 
-/// Why a step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StepError {
-    #[error("GitLab refused: {0}")]
-    Api(String),
-    #[error("{0}")]
-    Precondition(String),
-    #[error("the secret value for `{0}` is not available (resolve it and plan again)")]
-    MissingSecret(String),
-    #[error("kind {0} is not handled by the GitLab provider")]
-    Unsupported(&'static str),
+#[async_trait::async_trait]
+impl Provider for Gitlab {
+    fn owns(&self, address: &Address) -> bool {
+        address.system() == "gitlab"
+    }
+
+    async fn observe(&self, desired: &[Desired]) -> LiveState {
+        self.read(desired).await
+    }
+
+    async fn observe_only(&self, desired: &[Desired], addresses: &[Address]) -> LiveState {
+        self.read_only(desired, addresses).await
+    }
+
+    async fn apply(&self, step: &Step, desired: Option<&Desired>) -> Result<(), StepError> {
+        self.write(step, desired).await
+    }
+
+    fn replace_note(&self, address: &Address) -> Option<String> {
+        Self::note(address)
+    }
+
+    fn requests(&self) -> u64 {
+        self.client.requests()
+    }
 }
 
 impl From<ApiErr> for StepError {
     fn from(e: ApiErr) -> Self {
-        StepError::Api(describe(&e))
+        StepError::Api {
+            system: "GitLab",
+            message: describe(&e),
+        }
     }
 }
 
@@ -499,5 +513,5 @@ where
     }
     Err(last
         .map(Into::into)
-        .unwrap_or_else(|| StepError::Api("create failed".into())))
+        .unwrap_or_else(|| StepError::Precondition("create failed".into())))
 }

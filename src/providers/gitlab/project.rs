@@ -4,10 +4,11 @@
 use gitlab::api::{self, AsyncQuery, common::VisibilityLevel};
 use serde_json::Value as Json;
 
-use super::{ApiErr, GitlabClient, StepError, changes, is_not_found, want_str};
+use super::{ApiErr, GitlabClient, changes, is_not_found, want_str};
 use crate::address::Address;
 use crate::live::{Desired, Fields, Live, Value};
 use crate::plan::{Action, Step};
+use crate::providers::StepError;
 use crate::spec::project::{Project, Visibility};
 
 pub fn desired(p: &Project) -> Desired {

@@ -8,10 +8,11 @@ use gitlab::api::{self, AsyncQuery, common::ProtectedAccessLevel};
 use serde_json::Value as Json;
 
 use super::endpoints::PatchProtectedBranch;
-use super::{ApiErr, GitlabClient, StepError, want_bool, want_str};
+use super::{ApiErr, GitlabClient, want_bool, want_str};
 use crate::address::Address;
 use crate::live::{Desired, Fields, Live, Value};
 use crate::plan::{Action, Step};
+use crate::providers::StepError;
 use crate::spec::protected_branch::{BranchAccess, ProtectedBranch};
 
 fn name(level: BranchAccess) -> &'static str {
@@ -247,7 +248,7 @@ pub async fn apply(
             }
             let e = last.expect("three attempts");
             tracing::error!(project, branch, error = %e, "Branch left UNPROTECTED: protecting it again failed");
-            Err(StepError::Api(format!(
+            Err(StepError::Precondition(format!(
                 "{branch} is UNPROTECTED: protecting it again failed: {e}"
             )))
         }

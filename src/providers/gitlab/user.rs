@@ -5,10 +5,11 @@ use gitlab::api::{self, AsyncQuery};
 use serde_json::Value as Json;
 
 use super::endpoints::{EditUser, UserAction};
-use super::{Gitlab, StepError, want_bool, want_str};
+use super::{Gitlab, want_bool, want_str};
 use crate::address::Address;
 use crate::live::{Desired, Fields, Live, Value};
 use crate::plan::{Action, Step};
+use crate::providers::StepError;
 use crate::spec::user::{User, UserState};
 
 pub fn desired(u: &User) -> Desired {

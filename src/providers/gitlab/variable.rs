@@ -12,10 +12,11 @@ use gitlab::api::projects::variables::{ProjectVariableFilter, ProjectVariableTyp
 use gitlab::api::{self, AsyncQuery};
 use serde_json::Value as Json;
 
-use super::{ApiErr, GitlabClient, SecretValues, StepError, want_bool, want_str};
+use super::{ApiErr, GitlabClient, SecretValues, want_bool, want_str};
 use crate::address::Address;
 use crate::live::{Desired, Fields, Live, Value};
 use crate::plan::{Action, Step};
+use crate::providers::StepError;
 use crate::secret::{FingerprintKey, SecretValue};
 use crate::spec::variable::{Variable, VariableType};
 
