@@ -102,6 +102,7 @@ fn main() {
         &planned.providers,
         &planned.desired,
         &planned.graph,
+        None,
         &|_, _| {},
     ));
     assert_eq!(report.failed() + report.skipped(), 0, "seeding failed");

@@ -5,9 +5,13 @@
 
 pub mod address;
 pub mod apply;
+pub mod approve;
+pub mod audit;
 pub mod cli;
 pub mod graph;
+pub mod journal;
 pub mod live;
+pub mod lock;
 pub mod pipeline;
 pub mod plan;
 pub mod providers;

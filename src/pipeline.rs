@@ -28,6 +28,10 @@ pub struct Settings {
     pub client: ClientOptions,
     /// `--env`: plan only one scope (`gitlab`, `aws`, or an environment name).
     pub scope: Option<String>,
+    /// Who runs this (`GITLAB_USER_LOGIN`, else `USER`).
+    pub user: String,
+    /// `RECONCILE_STATE_DIR`: where the lock, journal and audit log are kept.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// A secret setting from the environment (never printed).
@@ -64,6 +68,13 @@ impl Settings {
             fingerprint_key: secret("RECONCILE_FINGERPRINT_KEY"),
             client,
             scope: None,
+            state_dir: get("RECONCILE_STATE_DIR")
+                .filter(|v| !v.is_empty())
+                .map(Into::into),
+            user: get("GITLAB_USER_LOGIN")
+                .or_else(|| get("USER"))
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "unknown".into()),
         }
     }
 }
@@ -98,8 +109,35 @@ pub fn load(dir: &Path) -> Result<(DesiredState, Graph), PipelineError> {
     }
 }
 
-/// Content hash of the desired state's files: the revision a plan records.
+/// The revision a plan records: the git commit when the directory is a clean git work tree,
+/// else a content hash of the desired state's files.
 pub fn revision(state: &DesiredState) -> String {
+    git_revision(&state.dir).unwrap_or_else(|| content_revision(state))
+}
+
+/// `git:<commit>` when `dir` is inside a git work tree with no uncommitted change under it.
+fn git_revision(dir: &Path) -> Option<String> {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
+    let head = git(&["rev-parse", "HEAD"])?;
+    let dirty = git(&["status", "--porcelain", "--", "."])?;
+    if !dirty.stdout.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "git:{}",
+        String::from_utf8_lossy(&head.stdout).trim()
+    ))
+}
+
+fn content_revision(state: &DesiredState) -> String {
     let mut h = Sha256::new();
     for (_, f) in state.sources.iter() {
         h.update(f.path.to_string_lossy().as_bytes());
@@ -190,8 +228,18 @@ fn scope_name(address: &crate::address::Address) -> String {
     }
 }
 
-/// The whole plan pipeline.
-pub async fn plan(dir: &Path, settings: &Settings) -> Result<Planned, PipelineError> {
+/// Everything up to observing: the validated state, its graph, the providers and the desired
+/// resources (secrets resolved, `--env` applied).
+pub struct Prepared {
+    pub state: DesiredState,
+    pub graph: Graph,
+    pub providers: Providers,
+    pub desired: Vec<Desired>,
+    pub prune: plan::Prune,
+}
+
+/// Loads, resolves and builds the providers; reads no live state yet.
+pub async fn prepare(dir: &Path, settings: &Settings) -> Result<Prepared, PipelineError> {
     let (state, graph) = load(dir)?;
     let gitlab = gitlab(&state, settings)?;
     let secrets = resolve_secrets(&state).await?;
@@ -215,22 +263,60 @@ pub async fn plan(dir: &Path, settings: &Settings) -> Result<Planned, PipelineEr
     }
     let prune = Gitlab::prune(&state);
     let providers = Providers::new(vec![Box::new(gitlab)]);
-    let live = providers.observe(&desired).await;
-    let plan = plan::compute(&revision(&state), &desired, &live, &graph, &prune, &|a| {
-        providers.replace_note(a)
-    });
-    tracing::info!(
-        steps = plan.steps.len(),
-        blocked = plan.blocked.len(),
-        requests = providers.requests(),
-        "Planned"
-    );
-    Ok(Planned {
+    Ok(Prepared {
         state,
         graph,
         providers,
         desired,
-        live,
-        plan,
+        prune,
     })
+}
+
+impl Prepared {
+    /// Computes the plan from live state (pure), stamped with time and author.
+    pub fn plan(self, live: LiveState, settings: &Settings) -> Planned {
+        let Prepared {
+            state,
+            graph,
+            providers,
+            desired,
+            prune,
+        } = self;
+        let mut plan = plan::compute(&revision(&state), &desired, &live, &graph, &prune, &|a| {
+            providers.replace_note(a)
+        });
+        plan.created_at =
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        plan.author = settings.user.clone();
+        tracing::info!(
+            steps = plan.steps.len(),
+            blocked = plan.blocked.len(),
+            requests = providers.requests(),
+            "Planned"
+        );
+        Planned {
+            state,
+            graph,
+            providers,
+            desired,
+            live,
+            plan,
+        }
+    }
+}
+
+/// The whole plan pipeline: prepare, observe everything in scope, plan.
+pub async fn plan(dir: &Path, settings: &Settings) -> Result<Planned, PipelineError> {
+    let prepared = prepare(dir, settings).await?;
+    let live = prepared.providers.observe(&prepared.desired).await;
+    Ok(prepared.plan(live, settings))
+}
+
+/// Where locks, the journal and the audit log live: `RECONCILE_STATE_DIR`, else
+/// `<desired-state dir>/.reconcile`.
+pub fn state_dir(dir: &Path, settings: &Settings) -> std::path::PathBuf {
+    settings
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| dir.join(".reconcile"))
 }

@@ -11,6 +11,7 @@ use futures::future::join_all;
 
 use crate::address::Address;
 use crate::graph::Graph;
+use crate::journal::{Event, Journal};
 use crate::live::Desired;
 use crate::plan::{self, Action, FieldChange, Plan, Step};
 use crate::providers::Providers;
@@ -48,6 +49,39 @@ impl ApplyReport {
     }
 }
 
+/// Runs one step: its intent on disk before the change, its result after.
+async fn execute(
+    providers: &Providers,
+    journal: Option<&Journal>,
+    desired: &[Desired],
+    step: &Step,
+) -> Outcome {
+    if let Some(j) = journal
+        && let Err(e) = j.record(&step.address, step.action, Event::Intent, None)
+    {
+        return Outcome::Failed(format!("cannot write the journal, step not run: {e}"));
+    }
+    let desired = desired.iter().find(|d| d.address == step.address);
+    let outcome = match providers.apply(step, desired).await {
+        Ok(()) => Outcome::Applied,
+        Err(e) => Outcome::Failed(e.to_string()),
+    };
+    record(journal, step, &outcome);
+    outcome
+}
+
+fn record(journal: Option<&Journal>, step: &Step, outcome: &Outcome) {
+    let Some(j) = journal else { return };
+    let (event, detail) = match outcome {
+        Outcome::Applied => (Event::Applied, None),
+        Outcome::Failed(why) => (Event::Failed, Some(why.clone())),
+        Outcome::Skipped(why) => (Event::Skipped, Some(why.clone())),
+    };
+    if let Err(e) = j.record(&step.address, step.action, event, detail) {
+        tracing::error!(address = %step.address, error = %e, "Cannot write the journal");
+    }
+}
+
 /// Whether a step must run after every other step of its project.
 fn runs_last(step: &Step) -> bool {
     step.action == Action::Replace && matches!(step.address, Address::ProtectedBranch { .. })
@@ -59,11 +93,10 @@ pub async fn run(
     providers: &Providers,
     desired: &[Desired],
     graph: &Graph,
+    journal: Option<&Journal>,
     on_step: &(dyn Fn(&Step, &Outcome) + Sync),
 ) -> ApplyReport {
-    let by_address: BTreeMap<&Address, &Desired> =
-        desired.iter().map(|d| (&d.address, d)).collect();
-    let by_address = &by_address;
+    let execute = |step| execute(providers, journal, desired, step);
     let mut report = ApplyReport::default();
     let (last, first): (Vec<&Step>, Vec<&Step>) = plan.steps.iter().partition(|s| runs_last(s));
 
@@ -101,13 +134,7 @@ pub async fn run(
             break;
         }
         let results = join_all(ready.iter().map(|step| async move {
-            let outcome = match providers
-                .apply(step, by_address.get(&step.address).copied())
-                .await
-            {
-                Ok(()) => Outcome::Applied,
-                Err(e) => Outcome::Failed(e.to_string()),
-            };
+            let outcome = execute(step).await;
             on_step(step, &outcome);
             (step.address.clone(), outcome)
         }))
@@ -127,13 +154,7 @@ pub async fn run(
         async move {
             let outcome = match blocked {
                 Some(dep) => Outcome::Skipped(format!("depends on {dep}, which did not apply")),
-                None => match providers
-                    .apply(step, by_address.get(&step.address).copied())
-                    .await
-                {
-                    Ok(()) => Outcome::Applied,
-                    Err(e) => Outcome::Failed(e.to_string()),
-                },
+                None => execute(step).await,
             };
             on_step(step, &outcome);
             (step.address.clone(), outcome)

@@ -1,19 +1,28 @@
 //! `reconcile apply PLANFILE` and `reconcile apply --auto-approve`.
 //!
-//! A plan file is verified (its sha256, the desired-state revision it was made from, and each
-//! step's precondition against live state) before anything is written. Exit codes: 0 all
-//! applied and converged, 3 partial, 1 nothing applied or refused.
+//! Before anything is written, a plan file must pass: its sha256, the desired-state revision it
+//! was made from, its age (`plan.max_age`), the approvals its gated scopes need, and per-step
+//! staleness (only the resources it touches are read again; a step whose recomputation differs
+//! stops the apply, unrelated changes elsewhere do not). `--auto-approve` refuses plans that
+//! touch a gated scope. One apply at a time (lock); every step journaled.
+//!
+//! Exit codes: 0 all applied and converged, 3 partial, 1 nothing applied or refused.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{DirArgs, Exit};
 use crate::apply::{self, ApplyReport, Outcome};
+use crate::approve::{self, Approvals};
+use crate::journal::Journal;
+use crate::lock::{Lock, LockError};
 use crate::pipeline::{self, Settings};
 use crate::plan::{Plan, Step, render};
+use crate::spec::config::Config;
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -23,7 +32,8 @@ pub struct ApplyArgs {
         conflicts_with = "auto_approve"
     )]
     pub plan: Option<PathBuf>,
-    /// Plan and apply at once, without a plan file (like `terraform apply -auto-approve`).
+    /// Plan and apply at once, without a plan file (like `terraform apply -auto-approve`);
+    /// refused for gated scopes.
     #[arg(long)]
     pub auto_approve: bool,
     #[command(flatten)]
@@ -32,39 +42,83 @@ pub struct ApplyArgs {
     pub scope: super::ScopeArgs,
 }
 
+/// A refusal: printed, audited, exit 1, nothing written.
+struct Refusal(String);
+
 pub fn run(args: &ApplyArgs) -> Exit {
     let settings = Settings {
         scope: args.scope.scope.clone(),
         ..Settings::from_env(|k| std::env::var(k).ok())
     };
+    let state_dir = pipeline::state_dir(&args.dir.dir, &settings);
     super::runtime().block_on(async {
-        let mut planned = match pipeline::plan(&args.dir.dir, &settings).await {
+        let lock = match Lock::acquire(&state_dir, &settings.user) {
+            Ok(lock) => lock,
+            Err(LockError::Held(holder)) => {
+                eprintln!("error: another apply is running: {holder}\nhelp: wait for it to finish; a lock whose process is gone is reclaimed automatically");
+                return Exit::Error;
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Exit::Error;
+            }
+        };
+        if let Some(previous) = &lock.reclaimed {
+            eprintln!("warning: reclaimed the lock of an apply that is gone: {previous}");
+        }
+        let run = format!("{}-{}", humantime::format_rfc3339_seconds(SystemTime::now()), std::process::id());
+        let journal = match Journal::open(&state_dir, run) {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("error: cannot open the journal in `{}`: {e}", state_dir.display());
+                return Exit::Error;
+            }
+        };
+        let interrupted = journal.interrupted();
+        if !interrupted.is_empty() {
+            eprintln!("An earlier apply was interrupted; these steps had started and their outcome is unknown (this run reads them again):");
+            for i in &interrupted {
+                eprintln!("  {} ({:?}) in run {} at {}", i.address, i.action, i.run, i.at);
+            }
+            let _ = journal.settle(&interrupted);
+        }
+
+        let prepared = match pipeline::prepare(&args.dir.dir, &settings).await {
             Ok(p) => p,
             Err(e) => return super::plan::report_error(e),
         };
-        if let Some(path) = &args.plan {
-            let text = match std::fs::read_to_string(path) {
-                Ok(t) => t,
-                Err(e) => {
-                    eprintln!("error: cannot read the plan file `{}`: {e}", path.display());
-                    return Exit::Error;
+        let planned = match &args.plan {
+            Some(path) => {
+                let config = prepared.state.config.clone();
+                let revision = pipeline::revision(&prepared.state);
+                let approved = match verify(path, &config, &revision) {
+                    Ok(plan) => plan,
+                    Err(Refusal(why)) => return refuse(&state_dir, &settings.user, None, &format!("refusing to apply `{}`: {why}", path.display())),
+                };
+                // Staleness: read only what the plan touches and recompute those steps.
+                let touched: Vec<_> = approved.steps.iter().map(|s| s.address.clone()).collect();
+                let mut prepared = prepared;
+                prepared.desired.retain(|d| touched.contains(&d.address));
+                let live = prepared.providers.observe_only(&prepared.desired, &touched).await;
+                let mut planned = prepared.plan(live, &settings);
+                if let Err(why) = same_steps(&approved, &planned.plan) {
+                    return refuse(&state_dir, &settings.user, Some(&approved.hash()), &format!("refusing to apply `{}`: {why}\nhelp: run `reconcile plan --out FILE` again, review it and have it approved; nothing was changed", path.display()));
                 }
-            };
-            let approved = match Plan::from_file(&text) {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("error: refusing to apply `{}`: {e}", path.display());
-                    return Exit::Error;
-                }
-            };
-            if let Err(why) = check_current(&approved, &planned.plan) {
-                eprintln!("error: refusing to apply `{}`: {why}\nhelp: run `reconcile plan --out FILE` again and review the new plan; nothing was changed", path.display());
-                return Exit::Error;
+                planned.plan = approved;
+                planned
             }
-            planned.plan = approved;
-        } else {
-            super::plan::print_plan(&planned, false);
-        }
+            None => {
+                let live = prepared.providers.observe(&prepared.desired).await;
+                let planned = prepared.plan(live, &settings);
+                super::plan::print_plan(&planned, false);
+                let gated = approve::gated_scopes(&planned.state.config, &planned.plan);
+                if !gated.is_empty() {
+                    let scopes: Vec<String> = gated.iter().map(|(s, n)| format!("{s} ({n} approval(s))")).collect();
+                    return refuse(&state_dir, &settings.user, None, &format!("--auto-approve cannot apply changes to gated scopes: {}\nhelp: `reconcile plan --out FILE`, `reconcile approve FILE --by NAME`, then `reconcile apply FILE`", scopes.join(", ")));
+                }
+                planned
+            }
+        };
         if !planned.plan.blocked.is_empty() {
             eprintln!("error: some resources could not be read; nothing was changed");
             return Exit::Error;
@@ -73,42 +127,100 @@ pub fn run(args: &ApplyArgs) -> Exit {
             eprintln!("Nothing to apply.");
             return Exit::Ok;
         }
+        let hash = planned.plan.hash();
         let progress = Progress::new(planned.plan.steps.len());
-        let report = apply::run(&planned.plan, &planned.providers, &planned.desired, &planned.graph, &|step, outcome| progress.step(step, outcome)).await;
+        let report = apply::run(&planned.plan, &planned.providers, &planned.desired, &planned.graph, Some(&journal), &|step, outcome| progress.step(step, outcome)).await;
         progress.finish();
         print_report(&report);
         eprintln!("API requests: {}", planned.providers.requests());
-        exit_code(&report)
+        let exit = exit_code(&report);
+        let outcome = match exit {
+            Exit::Ok => "applied",
+            Exit::Partial => "partial",
+            _ => "failed",
+        };
+        crate::audit::append(&state_dir, "apply", &settings.user, Some(&hash), outcome, Some(format!("{} applied, {} failed, {} skipped, {} not converged", report.applied(), report.failed(), report.skipped(), report.not_converged.len())));
+        drop(lock);
+        exit
     })
 }
 
-/// A plan file still describes what would be done now: same desired-state revision, and every
-/// step's precondition (the live state it was computed against) still holds, so the same steps
-/// come out. Otherwise apply refuses before writing anything.
-fn check_current(approved: &Plan, fresh: &Plan) -> Result<(), String> {
-    if approved.revision != fresh.revision {
-        return Err(format!(
-            "the desired state changed since the plan (plan: {}, now: {})",
-            approved.revision, fresh.revision
-        ));
+fn refuse(state_dir: &Path, user: &str, plan: Option<&str>, message: &str) -> Exit {
+    eprintln!("error: {message}");
+    crate::audit::append(
+        state_dir,
+        "refuse",
+        user,
+        plan,
+        "refused",
+        Some(message.lines().next().unwrap_or_default().to_string()),
+    );
+    Exit::Error
+}
+
+/// Reads a plan file and checks everything that needs no live read: hash, revision, age,
+/// approvals.
+fn verify(path: &Path, config: &Config, revision: &str) -> Result<Plan, Refusal> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Refusal(format!("cannot read it: {e}")))?;
+    let plan = Plan::from_file(&text).map_err(|e| Refusal(e.to_string()))?;
+    if plan.revision != revision {
+        return Err(Refusal(format!(
+            "the desired state changed since the plan (plan: {}, now: {revision})",
+            plan.revision
+        )));
     }
+    let max_age =
+        humantime::parse_duration(&config.plan.max_age).unwrap_or(Duration::from_secs(86_400));
+    let created = humantime::parse_rfc3339(&plan.created_at).map_err(|_| {
+        Refusal(format!(
+            "its creation time `{}` is not a time",
+            plan.created_at
+        ))
+    })?;
+    let age = SystemTime::now()
+        .duration_since(created)
+        .unwrap_or_default();
+    if age > max_age {
+        return Err(Refusal(format!(
+            "the plan is {} old, more than plan.max_age ({})",
+            humantime::format_duration(Duration::from_secs(age.as_secs())),
+            config.plan.max_age
+        )));
+    }
+    let approvals_file = approve::approvals_path(path);
+    let approvals: Approvals = match std::fs::read_to_string(&approvals_file) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            Refusal(format!(
+                "`{}` is not an approvals file: {e}",
+                approvals_file.display()
+            ))
+        })?,
+        Err(_) => Approvals::default(),
+    };
+    approve::check(config, &plan, &approvals)
+        .map_err(|problems| Refusal(format!("missing approvals:\n  {}", problems.join("\n  "))))?;
+    Ok(plan)
+}
+
+/// The approved steps are still what would be done now: each step recomputed from fresh live
+/// state writes the same thing (a changed precondition is fine when the step is the same).
+fn same_steps(approved: &Plan, fresh: &Plan) -> Result<(), String> {
     let mut changed = Vec::new();
     for step in &approved.steps {
         match fresh.steps.iter().find(|s| s.address == step.address) {
-            Some(now)
-                if now.precondition == step.precondition
-                    && now.action == step.action
-                    && now.desired == step.desired => {}
-            Some(_) => changed.push(format!("  {} changed since the plan", step.address)),
-            None => changed.push(format!("  {} needs no change any more", step.address)),
-        }
-    }
-    for step in &fresh.steps {
-        if !approved.steps.iter().any(|s| s.address == step.address) {
-            changed.push(format!(
-                "  {} needs a change the plan does not have",
-                step.address
-            ));
+            Some(now) if now.action == step.action && now.desired == step.desired => {}
+            Some(now) => changed.push(format!(
+                "  {}: the plan says {}, now it would be {} ({})",
+                step.address,
+                word(step.action),
+                word(now.action),
+                describe(now)
+            )),
+            None if fresh.blocked.iter().any(|b| b.address == step.address) => {
+                changed.push(format!("  {}: cannot be read now", step.address))
+            }
+            None => changed.push(format!("  {}: needs no change any more", step.address)),
         }
     }
     if changed.is_empty() {
@@ -119,6 +231,23 @@ fn check_current(approved: &Plan, fresh: &Plan) -> Result<(), String> {
             changed.join("\n")
         ))
     }
+}
+
+fn word(action: crate::plan::Action) -> &'static str {
+    match action {
+        crate::plan::Action::Create => "create",
+        crate::plan::Action::Update => "update",
+        crate::plan::Action::Replace => "replace",
+        crate::plan::Action::Delete => "delete",
+    }
+}
+
+fn describe(step: &Step) -> String {
+    step.changes
+        .iter()
+        .map(|c| c.field.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn exit_code(report: &ApplyReport) -> Exit {

@@ -3,6 +3,7 @@
 //! Data goes to stdout; diagnostics, progress and logs to stderr.
 
 mod apply;
+mod approve;
 mod graph;
 mod plan;
 mod schema;
@@ -51,8 +52,8 @@ pub enum Command {
     /// Show the changes that would bring live state to the desired state (GitLab).
     #[command(long_flag = "plan")]
     Plan(plan::PlanArgs),
-    /// Approve a plan file [not implemented yet].
-    Approve(Pending),
+    /// Approve a plan file (the approval is bound to its sha256).
+    Approve(approve::ApproveArgs),
     /// Apply a plan file, or plan and apply with --auto-approve (GitLab).
     Apply(apply::ApplyArgs),
     /// Run compliance policies alone [not implemented yet].
@@ -89,7 +90,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Graph(args) => graph::run(&args),
         Command::Schema(args) => schema::run(&args),
         Command::Plan(args) => plan::run(&args),
-        Command::Approve(_) => not_yet("approve", 6),
+        Command::Approve(args) => approve::run(&args),
         Command::Apply(args) => apply::run(&args),
         Command::Check(_) => not_yet("check", 6),
         Command::Daemon(_) => not_yet("daemon", 7),

@@ -45,6 +45,15 @@ pub fn run(args: &PlanArgs) -> Exit {
             out.display(),
             planned.plan.hash()
         );
+        let state_dir = pipeline::state_dir(&args.dir.dir, &settings);
+        crate::audit::append(
+            &state_dir,
+            "plan",
+            &settings.user,
+            Some(&planned.plan.hash()),
+            "written",
+            Some(render::summary(&planned.plan)),
+        );
     }
     eprintln!("API requests: {}", planned.providers.requests());
     exit_code(&planned)

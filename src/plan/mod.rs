@@ -61,8 +61,14 @@ pub struct Blocked {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub format: u32,
-    /// Revision of the desired state the plan was computed from.
+    /// Revision of the desired state the plan was computed from (`git:<commit>` or
+    /// `content:<hash>`).
     pub revision: String,
+    /// When the plan was made (RFC 3339, UTC); apply refuses plans older than `plan.max_age`.
+    pub created_at: String,
+    /// Who made the plan (`GITLAB_USER_LOGIN` in GitLab CI, else `USER`); self-approval rules
+    /// compare approvers with it.
+    pub author: String,
     pub steps: Vec<Step>,
     /// Live objects not in the desired state and not pruned (left alone).
     pub unmanaged: Vec<Address>,
@@ -77,6 +83,11 @@ pub type Prune = BTreeSet<(Address, &'static str)>;
 impl Plan {
     pub fn is_empty(&self) -> bool {
         self.steps.is_empty()
+    }
+
+    /// The scopes (`gitlab`, environments) the plan's steps touch.
+    pub fn scopes(&self) -> BTreeSet<&str> {
+        self.steps.iter().map(|s| s.scope.as_str()).collect()
     }
 
     pub fn count(&self, action: Action) -> usize {
@@ -293,6 +304,8 @@ pub fn compute(
     Plan {
         format: FORMAT,
         revision: revision.to_string(),
+        created_at: String::new(),
+        author: String::new(),
         steps: ordered,
         unmanaged,
         blocked: blocked

@@ -7,7 +7,7 @@ use crate::support::{assert_golden, text};
 const CONFIG: &str = "gitlab: {url: http://gitlab.invalid}\n";
 
 /// Two users, one project with members, a protected branch and literal variables.
-fn fixture(prune: bool) -> String {
+pub(crate) fn fixture(prune: bool) -> String {
     format!(
         r#"users:
   - {{username: dev1, name: Developer One, email: dev1@example.com}}
@@ -89,6 +89,7 @@ impl Setup {
         let json = self.run(&["plan", "--json"]);
         let mut value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
         value["plan"]["revision"] = "(temporary directory)".into();
+        value["plan"]["created_at"] = "(time of the plan)".into();
         value["sha256"] = "(depends on the revision)".into();
         assert_golden(
             &format!("gitlab/{golden}.json"),
@@ -315,7 +316,9 @@ fn plan_file_is_applied_and_refused_when_edited_or_stale() {
     let stale = gitlab.reconcile(dir.path(), &["apply", plan_arg], &[]);
     assert_eq!(stale.status.code(), Some(1));
     assert!(
-        text(&stale.stderr).contains("gitlab.user/dev1 changed since the plan"),
+        text(&stale.stderr).contains(
+            "gitlab.user/dev1: the plan says create, now it would be update (email, name)"
+        ),
         "{}",
         text(&stale.stderr)
     );
@@ -425,10 +428,15 @@ fn env_limits_the_plan_to_one_scope() {
     let dir = desired_state(&[("reconcile.yaml", config), ("gitlab.yaml", &fixture(false))]);
     let all = gitlab.reconcile(dir.path(), &["plan", "--env", "gitlab"], &[]);
     assert_eq!(all.status.code(), Some(2));
-    assert!(text(&all.stdout).ends_with("Plan: 9 to create, 0 to update, 0 to replace, 0 to delete.\n"));
+    assert!(
+        text(&all.stdout).ends_with("Plan: 9 to create, 0 to update, 0 to replace, 0 to delete.\n")
+    );
     let staging = gitlab.reconcile(dir.path(), &["plan", "--env", "staging"], &[]);
     assert_eq!(staging.status.code(), Some(0), "{}", text(&staging.stdout));
     let unknown = gitlab.reconcile(dir.path(), &["plan", "--env", "prod"], &[]);
     assert_eq!(unknown.status.code(), Some(1));
-    assert_eq!(text(&unknown.stderr), "error: unknown scope `prod` for --env: use `gitlab`, `aws` or one of [staging]\n");
+    assert_eq!(
+        text(&unknown.stderr),
+        "error: unknown scope `prod` for --env: use `gitlab`, `aws` or one of [staging]\n"
+    );
 }

@@ -86,6 +86,9 @@ fn example_desired_state_from_empty_and_secret_rotation() {
     assert_no_secret("plan stderr", &text(&plan.stderr));
     assert_no_secret("plan file", &std::fs::read_to_string(plan_path).unwrap());
 
+    // GitLab-wide changes need one approval (reconcile.yaml), by root or ops-lead.
+    let approve = gitlab.reconcile(&dir, &["approve", plan_path, "--by", "root"], &env);
+    assert_eq!(approve.status.code(), Some(0), "{}", text(&approve.stderr));
     let apply = gitlab.reconcile(&dir, &["apply", plan_path], &env);
     assert_eq!(
         apply.status.code(),
@@ -131,7 +134,19 @@ fn example_desired_state_from_empty_and_secret_rotation() {
         "{stdout}"
     );
     assert_no_secret("rotation plan", &stdout);
-    let apply = gitlab.reconcile(&dir, &["apply", "--auto-approve"], &env);
+    let gated = gitlab.reconcile(&dir, &["apply", "--auto-approve"], &env);
+    assert_eq!(
+        gated.status.code(),
+        Some(1),
+        "the GitLab gate holds: {}",
+        text(&gated.stderr)
+    );
+    let replan = gitlab.reconcile(&dir, &["plan", "--out", plan_path], &env);
+    assert_eq!(replan.status.code(), Some(2));
+    let approve = gitlab.reconcile(&dir, &["approve", plan_path, "--by", "ops-lead"], &env);
+    assert_eq!(approve.status.code(), Some(0), "{}", text(&approve.stderr));
+    assert_no_secret("plan file", &std::fs::read_to_string(plan_path).unwrap());
+    let apply = gitlab.reconcile(&dir, &["apply", plan_path], &env);
     assert_eq!(apply.status.code(), Some(0), "{}", text(&apply.stdout));
     assert_eq!(
         variable(&gitlab, "billing-app", "AWS_SECRET_ACCESS_KEY")["value"],

@@ -3,9 +3,10 @@
 
 mod support;
 
+mod approvals;
 mod aws_secrets;
 mod cli;
-mod gitlab_plan;
+pub(crate) mod gitlab_plan;
 mod gitlab_secrets;
 mod graph;
 mod schema;

@@ -80,6 +80,13 @@ impl Gitlab {
 
     /// Runs `reconcile ARGS --dir DIR` against this emulator (no AWS unless `extra_env` says).
     pub fn reconcile(&self, dir: &Path, args: &[&str], extra_env: &[(&str, String)]) -> Output {
+        self.command(dir, args, extra_env)
+            .output()
+            .expect("run reconcile")
+    }
+
+    /// The command `reconcile` would run, for starting it in the background.
+    pub fn command(&self, dir: &Path, args: &[&str], extra_env: &[(&str, String)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_reconcile"));
         cmd.args(args)
             .arg("--dir")
@@ -90,10 +97,11 @@ impl Gitlab {
             .env("RECONCILE_RETRY_MIN_MS", "1")
             .env_remove("RECONCILE_FINGERPRINT_KEY")
             .env_remove("AWS_ENDPOINT_URL");
+        cmd.env_remove("GITLAB_USER_LOGIN").env("USER", "tester");
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        cmd.output().expect("run reconcile")
+        cmd
     }
 }
 
