@@ -187,6 +187,7 @@ mod tests {
                 .collect(),
             unmanaged: vec![],
             blocked: vec![],
+            policies: vec![],
         }
     }
 

@@ -14,6 +14,7 @@ pub mod live;
 pub mod lock;
 pub mod pipeline;
 pub mod plan;
+pub mod policy;
 pub mod providers;
 pub mod secret;
 pub mod spec;

@@ -288,6 +288,10 @@ impl Prepared {
         plan.created_at =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         plan.author = settings.user.clone();
+        plan.policies = crate::policy::evaluate(&state);
+        if let Some(scope) = &settings.scope {
+            plan.policies.retain(|f| scope_name(&f.address) == *scope);
+        }
         tracing::info!(
             steps = plan.steps.len(),
             blocked = plan.blocked.len(),

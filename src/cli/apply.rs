@@ -119,6 +119,11 @@ pub fn run(args: &ApplyArgs) -> Exit {
                 planned
             }
         };
+        let policy_errors = crate::policy::errors(&planned.plan.policies);
+        if policy_errors > 0 {
+            let found = crate::policy::render(&planned.plan.policies);
+            return refuse(&state_dir, &settings.user, Some(&planned.plan.hash()), &format!("{policy_errors} compliance policy error(s) block apply:\n{}help: fix the desired state, or lower the rule's severity in reconcile.yaml `policies:`", found));
+        }
         if !planned.plan.blocked.is_empty() {
             eprintln!("error: some resources could not be read; nothing was changed");
             return Exit::Error;

@@ -4,6 +4,7 @@
 
 mod apply;
 mod approve;
+mod check;
 mod graph;
 mod plan;
 mod schema;
@@ -56,8 +57,8 @@ pub enum Command {
     Approve(approve::ApproveArgs),
     /// Apply a plan file, or plan and apply with --auto-approve (GitLab).
     Apply(apply::ApplyArgs),
-    /// Run compliance policies alone [not implemented yet].
-    Check(Pending),
+    /// Run the compliance policies on the desired state alone (contacts nothing).
+    Check(DirArgs),
     /// Detect and correct drift continuously [not implemented yet].
     Daemon(Pending),
 }
@@ -92,7 +93,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Plan(args) => plan::run(&args),
         Command::Approve(args) => approve::run(&args),
         Command::Apply(args) => apply::run(&args),
-        Command::Check(_) => not_yet("check", 6),
+        Command::Check(args) => check::run(&args),
         Command::Daemon(_) => not_yet("daemon", 7),
     }
 }

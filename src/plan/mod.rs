@@ -74,6 +74,9 @@ pub struct Plan {
     pub unmanaged: Vec<Address>,
     /// Resources that could not be planned (a failed read, or a dependency of one).
     pub blocked: Vec<Blocked>,
+    /// Compliance findings on the desired state in scope; an `error` blocks apply.
+    #[serde(default)]
+    pub policies: Vec<crate::policy::Finding>,
 }
 
 /// Per-collection prune settings: the owner address of each collection that prunes, with the
@@ -312,6 +315,7 @@ pub fn compute(
             .into_iter()
             .map(|(address, reason)| Blocked { address, reason })
             .collect(),
+        policies: Vec::new(),
     }
 }
 

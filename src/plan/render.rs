@@ -94,6 +94,12 @@ pub fn text(plan: &Plan) -> String {
             writeln!(out, "  ? {}: {}", b.address, b.reason).unwrap();
         }
     }
+    if !plan.policies.is_empty() {
+        gap(&mut out);
+        let errors = crate::policy::errors(&plan.policies);
+        writeln!(out, "Policies ({errors} error(s) block apply):").unwrap();
+        out.push_str(&crate::policy::render(&plan.policies));
+    }
     if !plan.unmanaged.is_empty() {
         gap(&mut out);
         out.push_str(
@@ -144,6 +150,7 @@ pub fn json(plan: &Plan) -> serde_json::Value {
             "delete": plan.count(Action::Delete),
             "blocked": plan.blocked.len(),
             "unmanaged": plan.unmanaged.len(),
+            "policy_errors": crate::policy::errors(&plan.policies),
         },
         "plan": plan,
     })

@@ -161,6 +161,9 @@ fn example_desired_state_from_empty_and_secret_rotation() {
 const HIDDEN: &str = r#"projects:
   - namespace: root
     path: app
+    protected_branches:
+      items:
+        - {name: main}
     variables:
       items:
         - key: DEPLOY_TOKEN
@@ -255,7 +258,7 @@ fn missing_secret_is_a_plan_error_naming_the_spec_line() {
     let plan = gitlab.reconcile(dir.path(), &["plan"], &moto.env());
     assert_eq!(plan.status.code(), Some(1));
     let stderr = text(&plan.stderr);
-    assert!(stderr.contains("app.yaml:11:26"), "{stderr}");
+    assert!(stderr.contains("app.yaml:14:26"), "{stderr}");
     assert!(
         stderr.contains("secret `app/deploy` does not exist"),
         "{stderr}"

@@ -9,5 +9,6 @@ mod cli;
 pub(crate) mod gitlab_plan;
 mod gitlab_secrets;
 mod graph;
+mod policies;
 mod schema;
 mod validate;
