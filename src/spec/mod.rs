@@ -36,6 +36,7 @@ use source::{FileId, Origin, SourceMap, Span};
 use user::User;
 
 pub use de::suggest;
+pub use parse::check_syntax as check_yaml_syntax;
 
 /// The settings file at the root of a desired-state directory.
 pub const CONFIG_FILE: &str = "reconcile.yaml";

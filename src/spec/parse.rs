@@ -117,6 +117,23 @@ pub fn parse(file: &SourceFile) -> (Vec<Node>, Vec<ParseIssue>) {
     (builder.docs, builder.issues)
 }
 
+/// Whether `text` is well-formed YAML (for checks of YAML files that are not specs, such as
+/// the shipped CI template); the error names line:column.
+pub fn check_syntax(text: &str) -> Result<usize, String> {
+    let file = SourceFile::new("text".into(), text.into());
+    let (docs, issues) = parse(&file);
+    match issues.first() {
+        None => Ok(docs.len()),
+        Some(ParseIssue::Syntax { span, message })
+        | Some(ParseIssue::DuplicateKey {
+            span, key: message, ..
+        }) => {
+            let (line, col) = file.line_col(span.start);
+            Err(format!("{line}:{col}: {message}"))
+        }
+    }
+}
+
 fn marker_offset(file: &SourceFile, mark: &Marker) -> usize {
     // yaml-rust2 markers are 1-based lines and 0-based columns counted in characters.
     file.offset(mark.line(), mark.col() + 1)

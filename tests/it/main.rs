@@ -5,6 +5,7 @@ mod support;
 
 mod approvals;
 mod aws_secrets;
+mod ci_template;
 mod cli;
 pub(crate) mod gitlab_plan;
 mod gitlab_secrets;
