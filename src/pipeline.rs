@@ -262,7 +262,16 @@ pub async fn prepare(dir: &Path, settings: &Settings) -> Result<Prepared, Pipeli
         desired.retain(|d| scope_name(&d.address) == *scope);
     }
     let prune = Gitlab::prune(&state);
-    let providers = Providers::new(vec![Box::new(gitlab)]);
+    let mut list: Vec<Box<dyn crate::providers::Provider>> = vec![Box::new(gitlab)];
+    // AWS only when services are in scope: GitLab-only desired states never build a client.
+    if let Some((aws, wanted)) = aws::Aws::plan_part(&state, settings.scope.as_deref())
+        .await
+        .map_err(PipelineError::Spec)?
+    {
+        desired.extend(wanted);
+        list.push(Box::new(aws));
+    }
+    let providers = Providers::new(list);
     Ok(Prepared {
         state,
         graph,
@@ -285,6 +294,7 @@ impl Prepared {
         let mut plan = plan::compute(&revision(&state), &desired, &live, &graph, &prune, &|a| {
             providers.replace_note(a)
         });
+        aws::note_revisions(&mut plan, &desired);
         plan.created_at =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         plan.author = settings.user.clone();

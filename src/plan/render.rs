@@ -129,6 +129,12 @@ fn render_change(out: &mut String, action: Action, c: &FieldChange) {
             }
         }
         (Some(before), Some(after)) => writeln!(out, "      {field}: {before} → {after}").unwrap(),
+        (None, Some(Value::Str(after))) if after.contains('\n') => {
+            writeln!(out, "      {field}:").unwrap();
+            for line in after.lines() {
+                writeln!(out, "        +{line}").unwrap();
+            }
+        }
         (None, Some(after)) => writeln!(out, "      {field}: {after}").unwrap(),
         (Some(before), None) if action == Action::Delete => {
             writeln!(out, "      {field}: {before}").unwrap()

@@ -68,12 +68,13 @@ fn example_desired_state_from_empty_and_secret_rotation() {
         true,
     );
     let gitlab = Gitlab::start();
+    // GitLab only: the example's ECS services are covered by aws_ecs.rs.
     let dir = root().join("desired-state");
     let env = moto.env();
     let plan_file = tempfile::NamedTempFile::new().unwrap();
     let plan_path = plan_file.path().to_str().unwrap();
 
-    let plan = gitlab.reconcile(&dir, &["plan", "--out", plan_path], &env);
+    let plan = gitlab.reconcile(&dir, &["plan", "--env", "gitlab", "--out", plan_path], &env);
     assert_eq!(plan.status.code(), Some(2), "{}", text(&plan.stderr));
     let stdout = text(&plan.stdout);
     assert!(stdout.contains("value: (sensitive)"));
@@ -89,7 +90,7 @@ fn example_desired_state_from_empty_and_secret_rotation() {
     // GitLab-wide changes need one approval (reconcile.yaml), by root or ops-lead.
     let approve = gitlab.reconcile(&dir, &["approve", plan_path, "--by", "root"], &env);
     assert_eq!(approve.status.code(), Some(0), "{}", text(&approve.stderr));
-    let apply = gitlab.reconcile(&dir, &["apply", plan_path], &env);
+    let apply = gitlab.reconcile(&dir, &["apply", "--env", "gitlab", plan_path], &env);
     assert_eq!(
         apply.status.code(),
         Some(0),
@@ -111,7 +112,7 @@ fn example_desired_state_from_empty_and_secret_rotation() {
         true
     );
 
-    let again = gitlab.reconcile(&dir, &["plan"], &env);
+    let again = gitlab.reconcile(&dir, &["plan", "--env", "gitlab"], &env);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
 
     // Rotation: the plan shows that the value changes, never the value.
@@ -121,7 +122,7 @@ fn example_desired_state_from_empty_and_secret_rotation() {
         &pipeline_user(ACCESS_KEY, ROTATED),
         false,
     );
-    let rotated = gitlab.reconcile(&dir, &["plan"], &env);
+    let rotated = gitlab.reconcile(&dir, &["plan", "--env", "gitlab"], &env);
     assert_eq!(rotated.status.code(), Some(2));
     let stdout = text(&rotated.stdout);
     assert_eq!(
@@ -134,26 +135,29 @@ fn example_desired_state_from_empty_and_secret_rotation() {
         "{stdout}"
     );
     assert_no_secret("rotation plan", &stdout);
-    let gated = gitlab.reconcile(&dir, &["apply", "--auto-approve"], &env);
+    let gated = gitlab.reconcile(&dir, &["apply", "--env", "gitlab", "--auto-approve"], &env);
     assert_eq!(
         gated.status.code(),
         Some(1),
         "the GitLab gate holds: {}",
         text(&gated.stderr)
     );
-    let replan = gitlab.reconcile(&dir, &["plan", "--out", plan_path], &env);
+    let replan = gitlab.reconcile(&dir, &["plan", "--env", "gitlab", "--out", plan_path], &env);
     assert_eq!(replan.status.code(), Some(2));
     let approve = gitlab.reconcile(&dir, &["approve", plan_path, "--by", "ops-lead"], &env);
     assert_eq!(approve.status.code(), Some(0), "{}", text(&approve.stderr));
     assert_no_secret("plan file", &std::fs::read_to_string(plan_path).unwrap());
-    let apply = gitlab.reconcile(&dir, &["apply", plan_path], &env);
+    let apply = gitlab.reconcile(&dir, &["apply", "--env", "gitlab", plan_path], &env);
     assert_eq!(apply.status.code(), Some(0), "{}", text(&apply.stdout));
     assert_eq!(
         variable(&gitlab, "billing-app", "AWS_SECRET_ACCESS_KEY")["value"],
         ROTATED
     );
     assert_eq!(
-        gitlab.reconcile(&dir, &["plan"], &env).status.code(),
+        gitlab
+            .reconcile(&dir, &["plan", "--env", "gitlab"], &env)
+            .status
+            .code(),
         Some(0)
     );
 }

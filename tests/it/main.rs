@@ -4,6 +4,7 @@
 mod support;
 
 mod approvals;
+mod aws_ecs;
 mod aws_secrets;
 mod ci_template;
 mod cli;

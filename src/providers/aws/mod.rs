@@ -1,4 +1,5 @@
-//! AWS: configuration of the SDK clients, Secrets Manager (values and ARNs), and later ECR and ECS.
+//! AWS: configuration of the SDK clients, Secrets Manager (values and ARNs), ECR images, ECS
+//! task definitions and services ([`Aws`], the provider of every `aws.*` address).
 //!
 //! AWS is reached through the standard environment only (`AWS_ENDPOINT_URL`, `AWS_REGION` /
 //! `AWS_DEFAULT_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, profiles, instance
@@ -8,9 +9,20 @@
 //! Must never: read credentials from spec files, or set an endpoint in code (that would hide
 //! `AWS_ENDPOINT_URL_<SERVICE>`, which the SDK resolves per client).
 
+pub mod ecr_image;
+pub mod ecs_service;
+mod provider;
+pub mod rollout;
 pub mod secret;
+pub mod task_definition;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+pub use provider::{Aws, note_revisions};
 
 use crate::spec::config::AwsSettings;
 
@@ -45,6 +57,105 @@ pub fn region(
         .map(|value| value.trim().to_owned())
         .find(|value| !value.is_empty())
         .or_else(|| settings.map(|s| s.region.clone()))
+}
+
+/// The AWS operations reconcile sends, for request counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    DescribeServices,
+    DescribeTaskDefinition,
+    ListTaskDefinitions,
+    RegisterTaskDefinition,
+    CreateService,
+    UpdateService,
+    BatchGetImage,
+}
+
+/// Requests sent, per operation (SDK retries not counted).
+#[derive(Debug, Default)]
+pub struct Counters {
+    counts: [AtomicU64; 7],
+}
+
+impl Counters {
+    pub fn add(&self, c: Counter) {
+        self.counts[c as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self, c: Counter) -> u64 {
+        self.counts[c as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// A snapshot of the AWS requests of a run, per operation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    pub describe_services: u64,
+    pub describe_task_definition: u64,
+    pub list_task_definitions: u64,
+    pub register_task_definition: u64,
+    pub create_service: u64,
+    pub update_service: u64,
+    pub batch_get_image: u64,
+    pub list_secrets: u64,
+    pub get_secret_value: u64,
+}
+
+impl RequestCounts {
+    pub fn total(&self) -> u64 {
+        self.describe_services
+            + self.describe_task_definition
+            + self.list_task_definitions
+            + self.register_task_definition
+            + self.create_service
+            + self.update_service
+            + self.batch_get_image
+            + self.list_secrets
+            + self.get_secret_value
+    }
+}
+
+impl fmt::Display for RequestCounts {
+    /// `total=9 DescribeServices=2 ...` (every operation, zeros included: stable for tests).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "total={} DescribeServices={} DescribeTaskDefinition={} ListTaskDefinitions={} \
+             RegisterTaskDefinition={} CreateService={} UpdateService={} BatchGetImage={} \
+             ListSecrets={} GetSecretValue={}",
+            self.total(),
+            self.describe_services,
+            self.describe_task_definition,
+            self.list_task_definitions,
+            self.register_task_definition,
+            self.create_service,
+            self.update_service,
+            self.batch_get_image,
+            self.list_secrets,
+            self.get_secret_value
+        )
+    }
+}
+
+/// An SDK error as text: the service's code and message, or the transport failure. (ECS and
+/// ECR responses hold no secret values: container secrets are ARNs.)
+pub fn describe<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: fmt::Debug,
+{
+    match err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            match (e.code(), e.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(code), None) => code.to_owned(),
+                (None, Some(message)) => message.to_owned(),
+                (None, None) => "service error without a code".to_owned(),
+            }
+        }
+        other => DisplayErrorContext(other).to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Shared helpers: run the binary, compare with golden files.
 
+pub mod aws;
 pub mod gitlab;
 pub mod moto;
 
