@@ -241,9 +241,6 @@ pub struct Prepared {
 /// Loads, resolves and builds the providers; reads no live state yet.
 pub async fn prepare(dir: &Path, settings: &Settings) -> Result<Prepared, PipelineError> {
     let (state, graph) = load(dir)?;
-    let gitlab = gitlab(&state, settings)?;
-    let secrets = resolve_secrets(&state).await?;
-    let mut desired = gitlab.desired(&state, &secrets);
     if let Some(scope) = &settings.scope {
         let known =
             scope == "gitlab" || scope == "aws" || state.config.environments.contains_key(scope);
@@ -259,10 +256,18 @@ pub async fn prepare(dir: &Path, settings: &Settings) -> Result<Prepared, Pipeli
                 envs.join(", ")
             )));
         }
-        desired.retain(|d| scope_name(&d.address) == *scope);
+    }
+    // GitLab only when its scope is planned: `--env staging` needs no GitLab token.
+    let gitlab_in_scope = settings.scope.as_deref().is_none_or(|s| s == "gitlab");
+    let mut desired = Vec::new();
+    let mut list: Vec<Box<dyn crate::providers::Provider>> = Vec::new();
+    if gitlab_in_scope {
+        let gitlab = gitlab(&state, settings)?;
+        let secrets = resolve_secrets(&state).await?;
+        desired = gitlab.desired(&state, &secrets);
+        list.push(Box::new(gitlab));
     }
     let prune = Gitlab::prune(&state);
-    let mut list: Vec<Box<dyn crate::providers::Provider>> = vec![Box::new(gitlab)];
     // AWS only when services are in scope: GitLab-only desired states never build a client.
     if let Some((aws, wanted)) = aws::Aws::plan_part(&state, settings.scope.as_deref())
         .await

@@ -174,19 +174,19 @@ pub fn evaluate(state: &DesiredState) -> Vec<Finding> {
             service: s.name.clone(),
         };
         for c in &s.task_definition.containers {
-            if let (Some(tag), None) = (&c.image.tag, &c.image.digest) {
-                if !immutable_tag(tag) {
-                    add(
-                        "immutable_production_images",
-                        p.immutable_production_images,
-                        address.clone(),
-                        service.origin,
-                        format!(
-                            "container `{}` of {} runs the mutable tag `{tag}`: use a version tag or a digest",
-                            c.name, s.name
-                        ),
-                    );
-                }
+            if let (Some(tag), None) = (&c.image.tag, &c.image.digest)
+                && !immutable_tag(tag)
+            {
+                add(
+                    "immutable_production_images",
+                    p.immutable_production_images,
+                    address.clone(),
+                    service.origin,
+                    format!(
+                        "container `{}` of {} runs the mutable tag `{tag}`: use a version tag or a digest",
+                        c.name, s.name
+                    ),
+                );
             }
         }
         let breaker = s

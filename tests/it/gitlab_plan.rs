@@ -431,8 +431,14 @@ fn env_limits_the_plan_to_one_scope() {
     assert!(
         text(&all.stdout).ends_with("Plan: 9 to create, 0 to update, 0 to replace, 0 to delete.\n")
     );
+    gitlab.reset_counters();
     let staging = gitlab.reconcile(dir.path(), &["plan", "--env", "staging"], &[]);
     assert_eq!(staging.status.code(), Some(0), "{}", text(&staging.stdout));
+    assert_eq!(
+        gitlab.counters().total,
+        0,
+        "a plan of another scope does not contact GitLab"
+    );
     let unknown = gitlab.reconcile(dir.path(), &["plan", "--env", "prod"], &[]);
     assert_eq!(unknown.status.code(), Some(1));
     assert_eq!(
