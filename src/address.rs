@@ -74,6 +74,15 @@ impl Address {
         }
     }
 
+    /// The scope's name, as `--env` and plan steps spell it: `gitlab`, `aws`, or the environment.
+    pub fn scope_name(&self) -> String {
+        match self.scope() {
+            Scope::Gitlab => "gitlab".into(),
+            Scope::Aws => "aws".into(),
+            Scope::Env(env) => env,
+        }
+    }
+
     /// `gitlab` or `aws`.
     pub fn system(&self) -> &'static str {
         match self.scope() {

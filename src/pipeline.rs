@@ -220,14 +220,6 @@ pub async fn resolve_secrets(state: &DesiredState) -> Result<SecretValues, Pipel
     }))
 }
 
-fn scope_name(address: &crate::address::Address) -> String {
-    match address.scope() {
-        crate::address::Scope::Gitlab => "gitlab".into(),
-        crate::address::Scope::Aws => "aws".into(),
-        crate::address::Scope::Env(e) => e,
-    }
-}
-
 /// Everything up to observing: the validated state, its graph, the providers and the desired
 /// resources (secrets resolved, `--env` applied).
 pub struct Prepared {
@@ -305,7 +297,7 @@ impl Prepared {
         plan.author = settings.user.clone();
         plan.policies = crate::policy::evaluate(&state);
         if let Some(scope) = &settings.scope {
-            plan.policies.retain(|f| scope_name(&f.address) == *scope);
+            plan.policies.retain(|f| f.address.scope_name() == *scope);
         }
         tracing::info!(
             steps = plan.steps.len(),

@@ -218,8 +218,8 @@ fn same_steps(approved: &Plan, fresh: &Plan) -> Result<(), String> {
             Some(now) => changed.push(format!(
                 "  {}: the plan says {}, now it would be {} ({})",
                 step.address,
-                word(step.action),
-                word(now.action),
+                step.action.as_str(),
+                now.action.as_str(),
                 describe(now)
             )),
             None if fresh.blocked.iter().any(|b| b.address == step.address) => {
@@ -235,15 +235,6 @@ fn same_steps(approved: &Plan, fresh: &Plan) -> Result<(), String> {
             "live state changed since the plan:\n{}",
             changed.join("\n")
         ))
-    }
-}
-
-fn word(action: crate::plan::Action) -> &'static str {
-    match action {
-        crate::plan::Action::Create => "create",
-        crate::plan::Action::Update => "update",
-        crate::plan::Action::Replace => "replace",
-        crate::plan::Action::Delete => "delete",
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::address::{Address, Scope};
+use crate::address::Address;
 use crate::graph::Graph;
 use crate::live::{Desired, Fields, LiveState, Observed, Value};
 
@@ -26,6 +26,18 @@ pub enum Action {
     /// Delete then create (a field that cannot change in place).
     Replace,
     Delete,
+}
+
+impl Action {
+    /// The name used in plan files and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Replace => "replace",
+            Self::Delete => "delete",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,14 +154,6 @@ pub enum PlanFileError {
     HashMismatch { recorded: String, actual: String },
 }
 
-fn scope_name(address: &Address) -> String {
-    match address.scope() {
-        Scope::Gitlab => "gitlab".into(),
-        Scope::Aws => "aws".into(),
-        Scope::Env(env) => env,
-    }
-}
-
 /// Computes the plan. Pure: same inputs, same plan.
 ///
 /// `replace_notes` gives the note a replace of an address needs (e.g. the unprotected window of
@@ -247,7 +251,7 @@ pub fn compute(
             Step {
                 address: d.address.clone(),
                 action,
-                scope: scope_name(&d.address),
+                scope: d.address.scope_name(),
                 changes,
                 desired: d.fields.clone(),
                 precondition,
@@ -267,7 +271,7 @@ pub fn compute(
                 Step {
                     address: address.clone(),
                     action: Action::Delete,
-                    scope: scope_name(address),
+                    scope: address.scope_name(),
                     changes: l
                         .fields
                         .iter()
