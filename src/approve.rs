@@ -22,6 +22,13 @@ pub struct Approval {
     pub scopes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Whether this approval also covers the plan's promotion overrides (`approve --override`).
+    #[serde(rename = "override", default, skip_serializing_if = "is_false")]
+    pub promotion_override: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +112,48 @@ pub fn approve(
         at,
         scopes,
         comment,
+        promotion_override: false,
+    })
+}
+
+/// The environments with a promotion override in the plan.
+pub fn override_envs(plan: &Plan) -> BTreeSet<&str> {
+    plan.overrides.iter().map(|o| o.env.as_str()).collect()
+}
+
+/// Records an approval by `by` that covers the plan's promotion overrides (and counts as an
+/// approval of every gated scope they may approve). `by` must be an eligible approver of every
+/// environment with an override (its gate's approvers and self-approval rule apply even when
+/// the gate requires no approval).
+pub fn approve_override(
+    config: &Config,
+    plan: &Plan,
+    by: &str,
+    comment: Option<String>,
+    at: String,
+) -> Result<Approval, String> {
+    if plan.overrides.is_empty() {
+        return Err("this plan has no promotion override: approve it without --override".into());
+    }
+    let refused: Vec<String> = override_envs(plan)
+        .into_iter()
+        .filter_map(|env| ineligible(config, plan, by, env))
+        .collect();
+    if !refused.is_empty() {
+        return Err(refused.join("; "));
+    }
+    let mut scopes: BTreeSet<String> = gated_scopes(config, plan)
+        .into_keys()
+        .filter(|s| ineligible(config, plan, by, s).is_none())
+        .collect();
+    scopes.extend(override_envs(plan).into_iter().map(String::from));
+    Ok(Approval {
+        plan_sha256: plan.hash(),
+        by: by.to_string(),
+        at,
+        scopes: scopes.into_iter().collect(),
+        comment,
+        promotion_override: true,
     })
 }
 
@@ -135,6 +184,26 @@ pub fn check(config: &Config, plan: &Plan, approvals: &Approvals) -> Result<(), 
             problems.push(format!(
                 "{scope} needs {required} approval(s) of this plan, has {} ({have})",
                 approvers.len()
+            ));
+        }
+    }
+    for env in override_envs(plan) {
+        let approved = approvals.approvals.iter().any(|a| {
+            a.plan_sha256 == hash
+                && a.promotion_override
+                && a.scopes.iter().any(|s| s == env)
+                && ineligible(config, plan, &a.by, env).is_none()
+        });
+        if !approved {
+            let services: Vec<String> = plan
+                .overrides
+                .iter()
+                .filter(|o| o.env == env)
+                .map(|o| format!("{}/{}", o.env, o.service))
+                .collect();
+            problems.push(format!(
+                "{env} has promotion override(s) ({}) that need an approval with --override of this plan, has none",
+                services.join(", ")
             ));
         }
     }
@@ -188,6 +257,7 @@ mod tests {
             unmanaged: vec![],
             blocked: vec![],
             policies: vec![],
+            overrides: vec![],
         }
     }
 
@@ -246,6 +316,33 @@ mod tests {
                 .iter()
                 .any(|m| m.contains("2 approval(s) in the file are for another plan"))
         );
+    }
+
+    #[test]
+    fn overrides_need_their_own_approval() {
+        let c = config();
+        let mut p = plan(&["production"]);
+        p.overrides.push(crate::plan::PromotionOverride {
+            env: "production".into(),
+            service: "x".into(),
+            reason: "hotfix".into(),
+        });
+        let plain = Approvals {
+            approvals: vec![approval(&c, &p, "bob"), approval(&c, &p, "carol")],
+        };
+        assert_eq!(
+            check(&c, &p, &plain).unwrap_err(),
+            vec![
+                "production has promotion override(s) (production/x) that need an approval with --override of this plan, has none"
+            ]
+        );
+        assert!(approve_override(&c, &p, "mallory", None, "now".into()).is_err());
+        assert!(approve_override(&c, &p, "alice", None, "now".into()).is_err());
+        let mut with = plain.clone();
+        with.approvals
+            .push(approve_override(&c, &p, "bob", None, "now".into()).unwrap());
+        assert!(check(&c, &p, &with).is_ok());
+        assert!(approve_override(&c, &plan(&["production"]), "bob", None, "now".into()).is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -32,6 +33,8 @@ pub struct Settings {
     pub user: String,
     /// `RECONCILE_STATE_DIR`: where the lock, journal and audit log are kept.
     pub state_dir: Option<std::path::PathBuf>,
+    /// `plan --promotion-override ENV/SERVICE=REASON`: recorded in the plan.
+    pub overrides: Vec<plan::PromotionOverride>,
 }
 
 /// A secret setting from the environment (never printed).
@@ -68,6 +71,7 @@ impl Settings {
             fingerprint_key: secret("RECONCILE_FINGERPRINT_KEY"),
             client,
             scope: None,
+            overrides: Vec::new(),
             state_dir: get("RECONCILE_STATE_DIR")
                 .filter(|v| !v.is_empty())
                 .map(Into::into),
@@ -96,6 +100,8 @@ pub struct Planned {
     pub desired: Vec<Desired>,
     pub live: LiveState,
     pub plan: Plan,
+    /// The AWS provider (also in `providers`), for the promotion rule.
+    pub aws: Option<Arc<aws::Aws>>,
 }
 
 /// Loads, validates and orders the desired state (pure; contacts nothing).
@@ -228,6 +234,7 @@ pub struct Prepared {
     pub providers: Providers,
     pub desired: Vec<Desired>,
     pub prune: plan::Prune,
+    pub aws: Option<Arc<aws::Aws>>,
 }
 
 /// Loads, resolves and builds the providers; reads no live state yet.
@@ -260,12 +267,17 @@ pub async fn prepare(dir: &Path, settings: &Settings) -> Result<Prepared, Pipeli
         list.push(Box::new(gitlab));
     }
     let prune = Gitlab::prune(&state);
+    aws::promotion::validate_overrides(&state, &settings.overrides)
+        .map_err(PipelineError::Config)?;
+    let mut aws_handle = None;
     // AWS only when services are in scope: GitLab-only desired states never build a client.
     if let Some((aws, wanted)) = aws::Aws::plan_part(&state, settings.scope.as_deref())
         .await
         .map_err(PipelineError::Spec)?
     {
         desired.extend(wanted);
+        let aws = Arc::new(aws);
+        aws_handle = Some(Arc::clone(&aws));
         list.push(Box::new(aws));
     }
     let providers = Providers::new(list);
@@ -275,6 +287,7 @@ pub async fn prepare(dir: &Path, settings: &Settings) -> Result<Prepared, Pipeli
         providers,
         desired,
         prune,
+        aws: aws_handle,
     })
 }
 
@@ -287,6 +300,7 @@ impl Prepared {
             providers,
             desired,
             prune,
+            aws,
         } = self;
         let mut plan = plan::compute(&revision(&state), &desired, &live, &graph, &prune, &|a| {
             providers.replace_note(a)
@@ -299,6 +313,7 @@ impl Prepared {
         if let Some(scope) = &settings.scope {
             plan.policies.retain(|f| f.address.scope_name() == *scope);
         }
+        plan.overrides = settings.overrides.clone();
         tracing::info!(
             steps = plan.steps.len(),
             blocked = plan.blocked.len(),
@@ -312,7 +327,23 @@ impl Prepared {
             desired,
             live,
             plan,
+            aws,
         }
+    }
+}
+
+impl Planned {
+    /// The promotion rule at plan time: checks, live, every step that changes what a service
+    /// of a promoted environment runs, and records the evidence (notes) and failures
+    /// (`promotion` findings) in the plan.
+    pub async fn check_promotion(&mut self) {
+        let Some(aws) = &self.aws else { return };
+        let subjects = aws::promotion::subjects(&self.state, &self.plan, &self.desired, &self.live);
+        if subjects.is_empty() {
+            return;
+        }
+        let checked = aws::promotion::check(aws, &self.state, &self.desired, &subjects).await;
+        aws::promotion::record(&mut self.plan, &self.state, &checked);
     }
 }
 
@@ -320,7 +351,9 @@ impl Prepared {
 pub async fn plan(dir: &Path, settings: &Settings) -> Result<Planned, PipelineError> {
     let prepared = prepare(dir, settings).await?;
     let live = prepared.providers.observe(&prepared.desired).await;
-    Ok(prepared.plan(live, settings))
+    let mut planned = prepared.plan(live, settings);
+    planned.check_promotion().await;
+    Ok(planned)
 }
 
 /// Where locks, the journal and the audit log live: `RECONCILE_STATE_DIR`, else

@@ -16,12 +16,13 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{DirArgs, Exit};
+use crate::address::Address;
 use crate::apply::{self, ApplyReport, Outcome};
 use crate::approve::{self, Approvals};
 use crate::journal::Journal;
 use crate::lock::{Lock, LockError};
 use crate::pipeline::{self, Settings};
-use crate::plan::{Plan, Step, render};
+use crate::plan::{Plan, PromotionOverride, Step, render};
 use crate::spec::config::Config;
 
 #[derive(Debug, Args)]
@@ -87,7 +88,7 @@ pub fn run(args: &ApplyArgs) -> Exit {
             Ok(p) => p,
             Err(e) => return super::plan::report_error(e),
         };
-        let planned = match &args.plan {
+        let (planned, full_desired) = match &args.plan {
             Some(path) => {
                 let config = prepared.state.config.clone();
                 let revision = pipeline::revision(&prepared.state);
@@ -98,6 +99,7 @@ pub fn run(args: &ApplyArgs) -> Exit {
                 // Staleness: read only what the plan touches and recompute those steps.
                 let touched: Vec<_> = approved.steps.iter().map(|s| s.address.clone()).collect();
                 let mut prepared = prepared;
+                let full_desired = prepared.desired.clone();
                 prepared.desired.retain(|d| touched.contains(&d.address));
                 let live = prepared.providers.observe_only(&prepared.desired, &touched).await;
                 let mut planned = prepared.plan(live, &settings);
@@ -105,24 +107,31 @@ pub fn run(args: &ApplyArgs) -> Exit {
                     return refuse(&state_dir, &settings.user, Some(&approved.hash()), &format!("refusing to apply `{}`: {why}\nhelp: run `reconcile plan --out FILE` again, review it and have it approved; nothing was changed", path.display()));
                 }
                 planned.plan = approved;
-                planned
+                (planned, Some(full_desired))
             }
             None => {
                 let live = prepared.providers.observe(&prepared.desired).await;
-                let planned = prepared.plan(live, &settings);
+                let mut planned = prepared.plan(live, &settings);
+                planned.check_promotion().await;
                 super::plan::print_plan(&planned, false);
                 let gated = approve::gated_scopes(&planned.state.config, &planned.plan);
                 if !gated.is_empty() {
                     let scopes: Vec<String> = gated.iter().map(|(s, n)| format!("{s} ({n} approval(s))")).collect();
                     return refuse(&state_dir, &settings.user, None, &format!("--auto-approve cannot apply changes to gated scopes: {}\nhelp: `reconcile plan --out FILE`, `reconcile approve FILE --by NAME`, then `reconcile apply FILE`", scopes.join(", ")));
                 }
-                planned
+                (planned, None)
             }
         };
         let policy_errors = crate::policy::errors(&planned.plan.policies);
         if policy_errors > 0 {
             let found = crate::policy::render(&planned.plan.policies);
-            return refuse(&state_dir, &settings.user, Some(&planned.plan.hash()), &format!("{policy_errors} compliance policy error(s) block apply:\n{}help: fix the desired state, or lower the rule's severity in reconcile.yaml `policies:`", found));
+            let promotion = planned.plan.policies.iter().any(|f| f.rule == "promotion" && f.severity == crate::spec::config::Severity::Error);
+            let help = if promotion {
+                "help: [promotion]: roll the images out to the source environment first and plan again, or plan with `--promotion-override ENV/SERVICE=REASON` and have it approved with `reconcile approve --override`; other rules: fix the desired state, or lower the rule's severity in reconcile.yaml `policies:`"
+            } else {
+                "help: fix the desired state, or lower the rule's severity in reconcile.yaml `policies:`"
+            };
+            return refuse(&state_dir, &settings.user, Some(&planned.plan.hash()), &format!("{policy_errors} compliance policy error(s) block apply:\n{found}{help}"));
         }
         if !planned.plan.blocked.is_empty() {
             eprintln!("error: some resources could not be read; nothing was changed");
@@ -133,6 +142,30 @@ pub fn run(args: &ApplyArgs) -> Exit {
             return Exit::Ok;
         }
         let hash = planned.plan.hash();
+        // The promotion rule again, live, before anything is written.
+        if let (Some(full_desired), Some(aws)) = (&full_desired, &planned.aws) {
+            let marked = crate::providers::aws::promotion::marked(&planned.plan);
+            if !marked.is_empty() {
+                let checked = crate::providers::aws::promotion::check(aws, &planned.state, full_desired, &marked).await;
+                let failed: Vec<String> = checked
+                    .iter()
+                    .filter_map(|c| match (&c.outcome, &c.address) {
+                        (Err(why), Address::Service { env, service })
+                            if PromotionOverride::find(&planned.plan.overrides, env, service).is_none() =>
+                        {
+                            Some(format!("  {}: {why}", c.address))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                if !failed.is_empty() {
+                    return refuse(&state_dir, &settings.user, Some(&hash), &format!("refusing to apply `{}`: the promotion rule no longer holds:\n{}\nhelp: bring the source environment back to a stable rollout of these images and apply again, or plan again with `--promotion-override ENV/SERVICE=REASON`; nothing was changed", args.plan.as_deref().unwrap_or(Path::new("")).display(), failed.join("\n")));
+                }
+            }
+        }
+        for o in &planned.plan.overrides {
+            crate::audit::append(&state_dir, "override", &settings.user, Some(&hash), "applied", Some(format!("{}/{}: {}", o.env, o.service, o.reason)));
+        }
         let progress = Progress::new(planned.plan.steps.len());
         let report = apply::run(&planned.plan, &planned.providers, &planned.desired, &planned.graph, Some(&journal), &|step, outcome| progress.step(step, outcome)).await;
         progress.finish();

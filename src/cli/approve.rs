@@ -20,6 +20,10 @@ pub struct ApproveArgs {
     pub by: Option<String>,
     #[arg(long)]
     pub comment: Option<String>,
+    /// Also approve the plan's promotion overrides (`plan --promotion-override`): apply needs
+    /// one such approval by an eligible approver of each environment with an override.
+    #[arg(long = "override")]
+    pub promotion_override: bool,
     #[command(flatten)]
     pub dir: DirArgs,
 }
@@ -58,7 +62,11 @@ pub fn run(args: &ApproveArgs) -> Exit {
         }
     };
     let at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let approval = match approve::approve(&state.config, &plan, &by, args.comment.clone(), at) {
+    let approval = match if args.promotion_override {
+        approve::approve_override(&state.config, &plan, &by, args.comment.clone(), at)
+    } else {
+        approve::approve(&state.config, &plan, &by, args.comment.clone(), at)
+    } {
         Ok(a) => a,
         Err(why) => {
             eprintln!("error: `{by}` cannot approve this plan: {why}");
@@ -78,9 +86,11 @@ pub fn run(args: &ApproveArgs) -> Exit {
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
-    approvals
-        .approvals
-        .retain(|a| !(a.plan_sha256 == approval.plan_sha256 && a.by.eq_ignore_ascii_case(&by)));
+    approvals.approvals.retain(|a| {
+        !(a.plan_sha256 == approval.plan_sha256
+            && a.by.eq_ignore_ascii_case(&by)
+            && a.promotion_override == approval.promotion_override)
+    });
     approvals.approvals.push(approval.clone());
     if let Err(e) = std::fs::write(
         &path,
@@ -95,8 +105,27 @@ pub fn run(args: &ApproveArgs) -> Exit {
         &by,
         Some(&approval.plan_sha256),
         "approved",
-        Some(approval.scopes.join(",")),
+        Some(if approval.promotion_override {
+            let overrides: Vec<String> = plan
+                .overrides
+                .iter()
+                .map(|o| format!("{}/{}: {}", o.env, o.service, o.reason))
+                .collect();
+            format!(
+                "{} (promotion override: {})",
+                approval.scopes.join(","),
+                overrides.join("; ")
+            )
+        } else {
+            approval.scopes.join(",")
+        }),
     );
+    if approval.promotion_override {
+        println!(
+            "Approved the promotion override(s) of plan {} by {by}.",
+            &approval.plan_sha256[..12]
+        );
+    }
     println!(
         "Approved plan {} for {} by {by}.",
         &approval.plan_sha256[..12],

@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::{DirArgs, Exit};
 use crate::pipeline::{self, PipelineError, Planned, Settings};
-use crate::plan::render;
+use crate::plan::{PromotionOverride, render};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -23,11 +23,16 @@ pub struct PlanArgs {
     /// Write the plan file (canonical JSON with its sha256; no secret values) for `reconcile apply`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// Override the promotion rule for one service of a promoted environment (repeatable):
+    /// `ENV/SERVICE=REASON`. Recorded in the plan; apply needs `reconcile approve --override`.
+    #[arg(long, value_name = "ENV/SERVICE=REASON", value_parser = PromotionOverride::parse)]
+    pub promotion_override: Vec<PromotionOverride>,
 }
 
 pub fn run(args: &PlanArgs) -> Exit {
     let settings = Settings {
         scope: args.scope.scope.clone(),
+        overrides: args.promotion_override.clone(),
         ..Settings::from_env(|k| std::env::var(k).ok())
     };
     let planned = match super::runtime().block_on(pipeline::plan(&args.dir.dir, &settings)) {
@@ -54,6 +59,16 @@ pub fn run(args: &PlanArgs) -> Exit {
             "written",
             Some(render::summary(&planned.plan)),
         );
+        for o in &planned.plan.overrides {
+            crate::audit::append(
+                &state_dir,
+                "override",
+                &settings.user,
+                Some(&planned.plan.hash()),
+                "requested",
+                Some(format!("{}/{}: {}", o.env, o.service, o.reason)),
+            );
+        }
     }
     eprintln!("API requests: {}", planned.providers.requests());
     exit_code(&planned)

@@ -89,6 +89,53 @@ pub struct Plan {
     /// Compliance findings on the desired state in scope; an `error` blocks apply.
     #[serde(default)]
     pub policies: Vec<crate::policy::Finding>,
+    /// Promotion overrides (`plan --promotion-override ENV/SERVICE=REASON`): services of a
+    /// promoted environment that may move to images their source environment does not run
+    /// stable. Apply needs an approval with `override` for them. Absent from the file (and the
+    /// hash) when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<PromotionOverride>,
+}
+
+/// An override of the promotion rule for one service of a promoted environment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotionOverride {
+    pub env: String,
+    pub service: String,
+    pub reason: String,
+}
+
+impl PromotionOverride {
+    /// Parses `ENV/SERVICE=REASON` (the reason must not be empty).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (target, reason) = text
+            .split_once('=')
+            .ok_or_else(|| format!("`{text}`: expected ENV/SERVICE=REASON"))?;
+        let (env, service) = target
+            .split_once('/')
+            .ok_or_else(|| format!("`{target}`: expected ENV/SERVICE"))?;
+        let (env, service, reason) = (env.trim(), service.trim(), reason.trim());
+        if env.is_empty() || service.is_empty() {
+            return Err(format!("`{target}`: expected ENV/SERVICE"));
+        }
+        if reason.is_empty() {
+            return Err(format!(
+                "`{target}`: an override needs a reason (ENV/SERVICE=REASON)"
+            ));
+        }
+        Ok(Self {
+            env: env.into(),
+            service: service.into(),
+            reason: reason.into(),
+        })
+    }
+
+    /// The override of `env/service` in `overrides`, if any.
+    pub fn find<'a>(overrides: &'a [Self], env: &str, service: &str) -> Option<&'a Self> {
+        overrides
+            .iter()
+            .find(|o| o.env == env && o.service == service)
+    }
 }
 
 /// Per-collection prune settings: the owner address of each collection that prunes, with the
@@ -320,6 +367,7 @@ pub fn compute(
             .map(|(address, reason)| Blocked { address, reason })
             .collect(),
         policies: Vec::new(),
+        overrides: Vec::new(),
     }
 }
 

@@ -100,6 +100,15 @@ pub fn text(plan: &Plan) -> String {
         writeln!(out, "Policies ({errors} error(s) block apply):").unwrap();
         out.push_str(&crate::policy::render(&plan.policies));
     }
+    if !plan.overrides.is_empty() {
+        gap(&mut out);
+        out.push_str(
+            "Promotion overrides (apply needs an approval with `reconcile approve --override`):\n",
+        );
+        for o in &plan.overrides {
+            writeln!(out, "  ! {}/{}: {}", o.env, o.service, o.reason).unwrap();
+        }
+    }
     if !plan.unmanaged.is_empty() {
         gap(&mut out);
         out.push_str(

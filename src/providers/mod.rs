@@ -52,6 +52,34 @@ pub trait Provider: Send + Sync {
     fn requests(&self) -> u64;
 }
 
+/// A shared provider (the pipeline keeps a handle on the AWS provider for the promotion rule).
+#[async_trait]
+impl<P: Provider + ?Sized> Provider for std::sync::Arc<P> {
+    fn owns(&self, address: &Address) -> bool {
+        (**self).owns(address)
+    }
+
+    async fn observe(&self, desired: &[Desired]) -> LiveState {
+        (**self).observe(desired).await
+    }
+
+    async fn observe_only(&self, desired: &[Desired], addresses: &[Address]) -> LiveState {
+        (**self).observe_only(desired, addresses).await
+    }
+
+    async fn apply(&self, step: &Step, desired: Option<&Desired>) -> Result<(), StepError> {
+        (**self).apply(step, desired).await
+    }
+
+    fn replace_note(&self, address: &Address) -> Option<String> {
+        (**self).replace_note(address)
+    }
+
+    fn requests(&self) -> u64 {
+        (**self).requests()
+    }
+}
+
 /// Every provider of a run, dispatching by address.
 #[derive(Default)]
 pub struct Providers {

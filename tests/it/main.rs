@@ -12,5 +12,6 @@ pub(crate) mod gitlab_plan;
 mod gitlab_secrets;
 mod graph;
 mod policies;
+mod promotion;
 mod schema;
 mod validate;

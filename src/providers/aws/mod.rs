@@ -11,6 +11,7 @@
 
 pub mod ecr_image;
 pub mod ecs_service;
+pub mod promotion;
 mod provider;
 pub mod rollout;
 pub mod secret;

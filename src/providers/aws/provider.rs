@@ -579,6 +579,29 @@ impl Aws {
         }
     }
 
+    /// A live service and the task definition it runs (for the promotion rule): `None` when
+    /// the service does not exist.
+    pub(crate) async fn service_running(
+        &self,
+        cluster: &str,
+        name: &str,
+    ) -> Result<Option<(ServiceView, TaskDef)>, String> {
+        let Some(view) = self
+            .describe_services(cluster, &[name.to_string()])
+            .await?
+            .remove(name)
+        else {
+            return Ok(None);
+        };
+        let running = view
+            .task_definition
+            .clone()
+            .ok_or("the service runs no task definition")?;
+        let t = self.describe_task_definition(&running).await?;
+        self.log_counts();
+        Ok(Some((view, t)))
+    }
+
     /// DescribeTaskDefinition, normalised, cached by ARN (revisions are immutable).
     async fn describe_task_definition(&self, reference: &str) -> Result<TaskDef, String> {
         if let Some(t) = self

@@ -1,0 +1,208 @@
+//! The promotion rule over moto (#6 item 3): production (`promote_from: staging`) may move only
+//! to images staging runs stable, checked at plan (evidence in the plan, a blocking finding
+//! otherwise) and again at apply; an override needs a reason and its own approval, and is
+//! recorded in the plan and the audit log.
+
+use std::process::Output;
+
+use crate::support::aws::{Workspace, example_seed, revisions, service};
+use crate::support::gitlab::Gitlab;
+use crate::support::moto::Moto;
+use crate::support::{assert_golden, text};
+
+const PROD: &str = "cloud-design-cluster-prod";
+const PROD_SERVICE: &str = "inventory-app-service-production";
+
+struct World {
+    moto: Moto,
+    gitlab: Gitlab,
+    ws: Workspace,
+}
+
+impl World {
+    /// The example applied in both environments (inventory-app 1.4.2 everywhere), then
+    /// production's inventory-app bumped to 1.4.3 in the desired state only.
+    fn bumped_in_production() -> Self {
+        let moto = Moto::start();
+        example_seed(&moto);
+        let w = Self {
+            moto,
+            gitlab: Gitlab::start(),
+            ws: Workspace::example(),
+        };
+        for env in ["staging", "production"] {
+            w.expect(&["apply", "--auto-approve", "--env", env], 0);
+        }
+        w.ws.edit("aws/production.yaml", "tag: \"1.4.2\"", "tag: \"1.4.3\"", 1);
+        w
+    }
+
+    fn expect(&self, args: &[&str], code: i32) -> Output {
+        let out = self.ws.reconcile(args, &self.gitlab.url(), &self.moto);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "reconcile {args:?}:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        out
+    }
+
+    fn set_staging(&self, from: &str, to: &str) {
+        self.ws.edit("aws/staging.yaml", from, to, 1);
+        self.expect(&["apply", "--auto-approve", "--env", "staging"], 0);
+    }
+
+    /// Production's inventory-app still runs revision 1, and no revision 2 was registered.
+    fn production_untouched(&self) {
+        let (td, _) = service(&self.moto, PROD, PROD_SERVICE).unwrap();
+        assert!(td.ends_with("inventory-app-production:1"), "{td}");
+        assert_eq!(revisions(&self.moto, "inventory-app-production").len(), 1);
+    }
+
+    fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.ws.dir().join(".reconcile/audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// The `error:` message of a refusal (log lines left out).
+fn refusal(stderr: &str) -> String {
+    let start = stderr.find("error: ").expect("an error message");
+    stderr[start..]
+        .lines()
+        .filter(|l| !l.contains("AWS requests"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[test]
+fn production_image_not_in_staging_is_refused_until_staging_runs_it() {
+    let w = World::bumped_in_production();
+    let plan = w.expect(&["plan", "--env", "production", "--out", "plan.json"], 2);
+    let stdout = text(&plan.stdout);
+    assert!(stdout.contains("error [promotion]"), "{stdout}");
+    assert_golden("aws/promotion-refused-production.txt", &stdout);
+    let apply = w.expect(&["apply", "plan.json", "--env", "production"], 1);
+    assert_golden(
+        "aws/promotion-refused-apply.txt",
+        &refusal(&text(&apply.stderr)),
+    );
+    w.production_untouched();
+
+    // Staging first: then production shows the evidence and applies.
+    w.set_staging("tag: \"1.4.2\"", "tag: \"1.4.3\"");
+    let plan = w.expect(&["plan", "--env", "production", "--out", "plan.json"], 2);
+    let stdout = text(&plan.stdout);
+    assert!(!stdout.contains("[promotion]"), "{stdout}");
+    assert_golden("aws/promotion-evidence-production.txt", &stdout);
+    w.expect(&["apply", "plan.json", "--env", "production"], 0);
+    let (td, _) = service(&w.moto, PROD, PROD_SERVICE).unwrap();
+    assert!(td.ends_with("inventory-app-production:2"), "{td}");
+    w.expect(&["plan", "--env", "production"], 0);
+}
+
+#[test]
+fn the_rule_is_checked_again_at_apply() {
+    let w = World::bumped_in_production();
+    w.set_staging("tag: \"1.4.2\"", "tag: \"1.4.3\"");
+    w.expect(&["plan", "--env", "production", "--out", "plan.json"], 2);
+    // Staging goes back to 1.4.2 after the plan: production's plan no longer holds.
+    w.set_staging("tag: \"1.4.3\"", "tag: \"1.4.2\"");
+    // The desired state changed (staging.yaml): put it back as planned, keeping live staging.
+    w.ws.edit("aws/staging.yaml", "tag: \"1.4.2\"", "tag: \"1.4.3\"", 1);
+    let apply = w.expect(&["apply", "plan.json", "--env", "production"], 1);
+    assert_golden(
+        "aws/promotion-refused-at-apply.txt",
+        &refusal(&text(&apply.stderr)),
+    );
+    w.production_untouched();
+}
+
+#[test]
+fn an_approved_override_proceeds_and_is_recorded() {
+    let w = World::bumped_in_production();
+    // An override needs a reason.
+    w.expect(
+        &[
+            "plan",
+            "--env",
+            "production",
+            "--promotion-override",
+            "production/inventory-app",
+        ],
+        2,
+    );
+    let plan = w.expect(
+        &[
+            "plan",
+            "--env",
+            "production",
+            "--out",
+            "plan.json",
+            "--promotion-override",
+            "production/inventory-app=hotfix INC-42, staging is down",
+        ],
+        2,
+    );
+    let stdout = text(&plan.stdout);
+    assert!(stdout.contains("warn  [promotion]"), "{stdout}");
+    assert!(
+        stdout.contains("  ! production/inventory-app: hotfix INC-42, staging is down"),
+        "{stdout}"
+    );
+    let file = std::fs::read_to_string(w.ws.tmp.path().join("plan.json")).unwrap();
+    assert!(file.contains("\"overrides\""), "{file}");
+    assert!(file.contains("hotfix INC-42, staging is down"), "{file}");
+
+    // Without the override's own approval: refused, nothing written.
+    let refused = w.expect(&["apply", "plan.json", "--env", "production"], 1);
+    assert!(
+        text(&refused.stderr).contains("need an approval with --override"),
+        "{}",
+        text(&refused.stderr)
+    );
+    w.production_untouched();
+    // A plain approval does not cover it; the author and non-approvers cannot give it.
+    w.expect(&["approve", "plan.json", "--by", "tester", "--override"], 1);
+    w.expect(
+        &["approve", "plan.json", "--by", "mallory", "--override"],
+        1,
+    );
+    w.expect(
+        &["approve", "plan.json", "--by", "ops-lead", "--override"],
+        0,
+    );
+    w.expect(&["apply", "plan.json", "--env", "production"], 0);
+    let (td, _) = service(&w.moto, PROD, PROD_SERVICE).unwrap();
+    assert!(td.ends_with("inventory-app-production:2"), "{td}");
+
+    let overrides: Vec<String> = w
+        .audit()
+        .iter()
+        .filter(|e| {
+            e["event"] == "override" || (e["event"] == "approve" && e["outcome"] == "approved")
+        })
+        .map(|e| {
+            format!(
+                "{} {} {} {}",
+                e["event"].as_str().unwrap(),
+                e["by"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+                e["detail"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_eq!(
+        overrides,
+        [
+            "override tester requested production/inventory-app: hotfix INC-42, staging is down",
+            "approve ops-lead approved production (promotion override: production/inventory-app: hotfix INC-42, staging is down)",
+            "override tester applied production/inventory-app: hotfix INC-42, staging is down",
+        ]
+    );
+}
