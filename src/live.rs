@@ -98,17 +98,6 @@ pub enum Observed {
     Unknown(String),
 }
 
-impl Observed {
-    /// The precondition a plan step records: the live fingerprint, or `absent`.
-    pub fn precondition(&self) -> String {
-        match self {
-            Self::Present(live) => live.fingerprint(),
-            Self::Absent => "absent".into(),
-            Self::Unknown(_) => "unknown".into(),
-        }
-    }
-}
-
 /// Everything read from the live systems for one plan.
 #[derive(Debug, Default)]
 pub struct LiveState {

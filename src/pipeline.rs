@@ -23,9 +23,9 @@ pub struct Settings {
     /// `GITLAB_URL`, overriding `reconcile.yaml`.
     pub gitlab_url: Option<String>,
     /// `GITLAB_TOKEN`.
-    pub gitlab_token: Option<SecretValueString>,
+    pub gitlab_token: Option<SecretValue>,
     /// `RECONCILE_FINGERPRINT_KEY`.
-    pub fingerprint_key: Option<SecretValueString>,
+    pub fingerprint_key: Option<SecretValue>,
     pub client: ClientOptions,
     /// `--env`: plan only one scope (`gitlab`, `aws`, or an environment name).
     pub scope: Option<String>,
@@ -37,24 +37,10 @@ pub struct Settings {
     pub overrides: Vec<plan::PromotionOverride>,
 }
 
-/// A secret setting from the environment (never printed).
-#[derive(Clone)]
-pub struct SecretValueString(pub SecretValue);
-
-impl std::fmt::Debug for SecretValueString {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
 impl Settings {
     /// From an environment lookup (`std::env::var` in the binary).
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
-        let secret = |name: &str| {
-            get(name)
-                .filter(|v| !v.is_empty())
-                .map(|v| SecretValueString(SecretValue::new(v)))
-        };
+        let secret = |name: &str| get(name).filter(|v| !v.is_empty()).map(SecretValue::new);
         let mut client = ClientOptions::default();
         if let Some(n) = get("RECONCILE_CONCURRENCY").and_then(|v| v.parse().ok()) {
             client.concurrency = n;
@@ -165,15 +151,8 @@ pub fn gitlab(state: &DesiredState, settings: &Settings) -> Result<Gitlab, Pipel
             "GITLAB_TOKEN is not set: export the token of a GitLab admin user".into(),
         )
     })?;
-    let key = FingerprintKey::new(
-        settings
-            .fingerprint_key
-            .as_ref()
-            .unwrap_or(&token)
-            .0
-            .expose(),
-    );
-    let client = GitlabClient::new(&url, token.0, settings.client.clone())
+    let key = FingerprintKey::new(settings.fingerprint_key.as_ref().unwrap_or(&token).expose());
+    let client = GitlabClient::new(&url, token, settings.client.clone())
         .map_err(|e| PipelineError::Config(e.to_string()))?;
     Ok(Gitlab::new(client, key))
 }

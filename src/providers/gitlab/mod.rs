@@ -408,7 +408,16 @@ impl Gitlab {
                 project,
                 key,
                 scope,
-            } => variable::apply(&self.client, project, key, scope, step, secrets, &self.key).await,
+            } => {
+                variable::apply(
+                    &self.client,
+                    (project, key, scope),
+                    step,
+                    secrets,
+                    &self.key,
+                )
+                .await
+            }
             other => Err(StepError::Unsupported(other.kind())),
         }
     }

@@ -9,6 +9,8 @@
 //! variable whose description lacks the marker has an unobservable value: it is not compared.
 
 use gitlab::api::projects::variables::{ProjectVariableFilter, ProjectVariableType};
+use std::collections::BTreeMap;
+
 use gitlab::api::{self, AsyncQuery};
 use serde_json::Value as Json;
 
@@ -154,34 +156,10 @@ pub async fn read(client: &GitlabClient, path: &str) -> Result<Vec<Json>, ApiErr
         .await
 }
 
-async fn read_one(
-    client: &GitlabClient,
-    project: &str,
-    key: &str,
-    scope: &str,
-) -> Result<Option<Json>, ApiErr> {
-    let endpoint = gitlab::api::projects::variables::ProjectVariable::builder()
-        .project(project)
-        .key(key)
-        .filter(
-            ProjectVariableFilter::builder()
-                .environment_scope(scope)
-                .build()
-                .expect("valid filter"),
-        )
-        .build()
-        .expect("valid endpoint");
-    match endpoint.query_async(client).await {
-        Ok(j) => Ok(Some(j)),
-        Err(e) if super::is_not_found(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// The value to write: the literal, or the secret whose fingerprint the plan recorded.
 fn value(
     step: &Step,
-    secrets: Option<&std::collections::BTreeMap<String, SecretValue>>,
+    secrets: Option<&BTreeMap<String, SecretValue>>,
     key: &FingerprintKey,
 ) -> Result<String, StepError> {
     match step.desired.get("value") {
@@ -201,11 +179,8 @@ fn value(
     }
 }
 
-fn description(
-    step: &Step,
-    secrets: Option<&std::collections::BTreeMap<String, SecretValue>>,
-    key: &FingerprintKey,
-) -> Option<String> {
+/// The description to write; a hidden variable's carries the fingerprint of its value.
+fn description(step: &Step, key: &FingerprintKey) -> Option<String> {
     let base = want_str(step, "description").map(str::to_owned);
     if want_bool(step, "hidden") != Some(true) {
         return base;
@@ -215,7 +190,6 @@ fn description(
         Some(Value::Str(s)) => key.fingerprint(&SecretValue::new(s.clone())),
         _ => return base,
     };
-    let _ = secrets;
     Some(format!("{}{MARKER}{fp}]", base.unwrap_or_default()))
 }
 
@@ -227,163 +201,134 @@ fn var_type(step: &Step) -> ProjectVariableType {
     }
 }
 
-async fn create(
-    client: &GitlabClient,
-    project: &str,
-    key_name: &str,
-    scope: &str,
-    step: &Step,
-    value: &str,
-    description: Option<&str>,
-) -> Result<(), ApiErr> {
-    let hidden = want_bool(step, "hidden") == Some(true);
-    let mut c = gitlab::api::projects::variables::CreateProjectVariable::builder();
-    c.project(project)
-        .key(key_name)
-        .value(value)
-        .environment_scope(scope)
-        .variable_type(var_type(step))
-        .protected(want_bool(step, "protected").unwrap_or(false))
-        .raw(want_bool(step, "raw").unwrap_or(false));
-    if hidden {
-        c.masked_and_hidden(true);
-    } else {
-        c.masked(want_bool(step, "masked").unwrap_or(false));
-    }
-    if let Some(d) = description {
-        c.description(d);
-    }
-    api::ignore(c.build().expect("valid endpoint"))
-        .query_async(client)
-        .await
+/// One variable, identified by (project, key, environment scope), and what a step writes to it.
+struct Target<'a> {
+    client: &'a GitlabClient,
+    project: &'a str,
+    key: &'a str,
+    scope: &'a str,
+    step: &'a Step,
+    value: String,
+    description: Option<String>,
 }
 
-async fn update(
-    client: &GitlabClient,
-    project: &str,
-    key_name: &str,
-    scope: &str,
-    step: &Step,
-    value: &str,
-    description: Option<&str>,
-) -> Result<(), ApiErr> {
-    let hidden = want_bool(step, "hidden") == Some(true);
-    let mut u = gitlab::api::projects::variables::UpdateProjectVariable::builder();
-    u.project(project)
-        .key(key_name)
-        .value(value)
-        .filter(
-            ProjectVariableFilter::builder()
-                .environment_scope(scope)
-                .build()
-                .expect("valid filter"),
-        )
-        .variable_type(var_type(step))
-        .protected(want_bool(step, "protected").unwrap_or(false))
-        .raw(want_bool(step, "raw").unwrap_or(false));
-    if !hidden {
-        // GitLab refuses any change of visibility on a hidden variable, even a no-op one.
-        u.masked(want_bool(step, "masked").unwrap_or(false));
+impl Target<'_> {
+    fn filter(&self) -> ProjectVariableFilter<'_> {
+        ProjectVariableFilter::builder()
+            .environment_scope(self.scope)
+            .build()
+            .expect("valid filter")
     }
-    if let Some(d) = description {
-        u.description(d);
-    }
-    api::ignore(u.build().expect("valid endpoint"))
-        .query_async(client)
-        .await
-}
 
-async fn delete(
-    client: &GitlabClient,
-    project: &str,
-    key_name: &str,
-    scope: &str,
-) -> Result<(), ApiErr> {
-    let d = gitlab::api::projects::variables::DeleteProjectVariable::builder()
-        .project(project)
-        .key(key_name)
-        .filter(
-            ProjectVariableFilter::builder()
-                .environment_scope(scope)
-                .build()
-                .expect("valid filter"),
-        )
-        .build()
-        .expect("valid endpoint");
-    match api::ignore(d).query_async(client).await {
-        Err(e) if !super::is_not_found(&e) => Err(e),
-        _ => Ok(()),
+    fn flag(&self, field: &str) -> bool {
+        want_bool(self.step, field).unwrap_or(false)
+    }
+
+    async fn read(&self) -> Result<Option<Json>, ApiErr> {
+        let endpoint = gitlab::api::projects::variables::ProjectVariable::builder()
+            .project(self.project)
+            .key(self.key)
+            .filter(self.filter())
+            .build()
+            .expect("valid endpoint");
+        match endpoint.query_async(self.client).await {
+            Ok(j) => Ok(Some(j)),
+            Err(e) if super::is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create(&self) -> Result<(), ApiErr> {
+        let mut c = gitlab::api::projects::variables::CreateProjectVariable::builder();
+        c.project(self.project)
+            .key(self.key)
+            .value(self.value.as_str())
+            .environment_scope(self.scope)
+            .variable_type(var_type(self.step))
+            .protected(self.flag("protected"))
+            .raw(self.flag("raw"));
+        if self.flag("hidden") {
+            c.masked_and_hidden(true);
+        } else {
+            c.masked(self.flag("masked"));
+        }
+        if let Some(d) = &self.description {
+            c.description(d.as_str());
+        }
+        api::ignore(c.build().expect("valid endpoint"))
+            .query_async(self.client)
+            .await
+    }
+
+    async fn update(&self) -> Result<(), ApiErr> {
+        let mut u = gitlab::api::projects::variables::UpdateProjectVariable::builder();
+        u.project(self.project)
+            .key(self.key)
+            .value(self.value.as_str())
+            .filter(self.filter())
+            .variable_type(var_type(self.step))
+            .protected(self.flag("protected"))
+            .raw(self.flag("raw"));
+        if !self.flag("hidden") {
+            // GitLab refuses any change of visibility on a hidden variable, even a no-op one.
+            u.masked(self.flag("masked"));
+        }
+        if let Some(d) = &self.description {
+            u.description(d.as_str());
+        }
+        api::ignore(u.build().expect("valid endpoint"))
+            .query_async(self.client)
+            .await
+    }
+
+    async fn delete(&self) -> Result<(), ApiErr> {
+        let d = gitlab::api::projects::variables::DeleteProjectVariable::builder()
+            .project(self.project)
+            .key(self.key)
+            .filter(self.filter())
+            .build()
+            .expect("valid endpoint");
+        match api::ignore(d).query_async(self.client).await {
+            Err(e) if !super::is_not_found(&e) => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 
 pub async fn apply(
     client: &GitlabClient,
-    project: &str,
-    key_name: &str,
-    scope: &str,
+    address: (&str, &str, &str),
     step: &Step,
-    secrets: Option<&std::collections::BTreeMap<String, SecretValue>>,
+    secrets: Option<&BTreeMap<String, SecretValue>>,
     key: &FingerprintKey,
 ) -> Result<(), StepError> {
+    let (project, key_name, scope) = address;
+    let mut target = Target {
+        client,
+        project,
+        key: key_name,
+        scope,
+        step,
+        value: String::new(),
+        description: None,
+    };
     if step.action == Action::Delete {
-        return delete(client, project, key_name, scope)
-            .await
-            .map_err(Into::into);
+        return target.delete().await.map_err(Into::into);
     }
-    let value = value(step, secrets, key)?;
-    let description = description(step, secrets, key);
+    target.value = value(step, secrets, key)?;
+    target.description = description(step, key);
     match step.action {
         Action::Create => {
-            let create = || {
-                create(
-                    client,
-                    project,
-                    key_name,
-                    scope,
-                    step,
-                    &value,
-                    description.as_deref(),
-                )
-            };
             // "(KEY) has already been taken", or an unknown outcome that did create it: make it match.
-            if super::create_once(create, || read_one(client, project, key_name, scope)).await? {
-                update(
-                    client,
-                    project,
-                    key_name,
-                    scope,
-                    step,
-                    &value,
-                    description.as_deref(),
-                )
-                .await?;
+            if super::create_once(|| target.create(), || target.read()).await? {
+                target.update().await?;
             }
             Ok(())
         }
-        Action::Update => update(
-            client,
-            project,
-            key_name,
-            scope,
-            step,
-            &value,
-            description.as_deref(),
-        )
-        .await
-        .map_err(Into::into),
+        Action::Update => target.update().await.map_err(Into::into),
         Action::Replace => {
-            delete(client, project, key_name, scope).await?;
-            create(
-                client,
-                project,
-                key_name,
-                scope,
-                step,
-                &value,
-                description.as_deref(),
-            )
-            .await
-            .map_err(Into::into)
+            target.delete().await?;
+            target.create().await.map_err(Into::into)
         }
         Action::Delete => unreachable!("handled above"),
     }
