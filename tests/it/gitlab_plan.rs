@@ -375,11 +375,13 @@ fn faults_converge_without_duplicates() {
                     converged = true;
                     break;
                 }
+                // Each failure is named: a failed or skipped step with its cause, a resource
+                // that does not converge, or an error that stopped the run before writing.
                 Some(1 | 3) => assert!(
-                    stdout.contains("failed")
-                        || stdout.contains("skipped")
-                        || stdout.contains("do not converge")
-                        || !text(&out.stderr).is_empty(),
+                    stdout.contains("\n  failed  ")
+                        || stdout.contains("\n  skipped ")
+                        || stdout.contains("do not converge:\n  ")
+                        || text(&out.stderr).contains("error: "),
                     "seed {seed} attempt {attempt}: a failure must be reported\n{stdout}"
                 ),
                 other => panic!(
