@@ -103,6 +103,7 @@ fn main() {
         &planned.desired,
         &planned.graph,
         None,
+        None,
         &|_, _| {},
     ));
     assert_eq!(report.failed() + report.skipped(), 0, "seeding failed");

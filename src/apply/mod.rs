@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use futures::future::join_all;
+use tokio_util::sync::CancellationToken;
 
 use crate::address::Address;
 use crate::graph::Graph;
@@ -49,13 +50,21 @@ impl ApplyReport {
     }
 }
 
-/// Runs one step: its intent on disk before the change, its result after.
+/// Why a step is not started once a shutdown was requested.
+pub const STOPPED: &str = "not started: shutdown requested";
+
+/// Runs one step: its intent on disk before the change, its result after. Once `stop` is
+/// cancelled no new step starts (a running one finishes and is journaled).
 async fn execute(
     providers: &Providers,
     journal: Option<&Journal>,
+    stop: Option<&CancellationToken>,
     desired: &[Desired],
     step: &Step,
 ) -> Outcome {
+    if stop.is_some_and(|s| s.is_cancelled()) {
+        return Outcome::Skipped(STOPPED.into());
+    }
     if let Some(j) = journal
         && let Err(e) = j.record(&step.address, step.action, Event::Intent, None)
     {
@@ -87,16 +96,19 @@ fn runs_last(step: &Step) -> bool {
     step.action == Action::Replace && matches!(step.address, Address::ProtectedBranch { .. })
 }
 
-/// Applies `plan` and checks convergence. `on_step` is told each outcome as it happens.
+/// Applies `plan` and checks convergence. `on_step` is told each outcome as it happens. When
+/// `stop` is cancelled, running steps finish, the rest are skipped (journaled as such) and the
+/// convergence check is left to the next run.
 pub async fn run(
     plan: &Plan,
     providers: &Providers,
     desired: &[Desired],
     graph: &Graph,
     journal: Option<&Journal>,
+    stop: Option<&CancellationToken>,
     on_step: &(dyn Fn(&Step, &Outcome) + Sync),
 ) -> ApplyReport {
-    let execute = |step| execute(providers, journal, desired, step);
+    let execute = |step| execute(providers, journal, stop, desired, step);
     let mut report = ApplyReport::default();
     let (last, first): (Vec<&Step>, Vec<&Step>) = plan.steps.iter().partition(|s| runs_last(s));
 
@@ -165,7 +177,7 @@ pub async fn run(
 
     // Convergence: read the touched resources again; they must show no diff.
     let touched: Vec<Address> = plan.steps.iter().map(|s| s.address.clone()).collect();
-    if !touched.is_empty() {
+    if !touched.is_empty() && !stop.is_some_and(|s| s.is_cancelled()) {
         let live = providers.observe_only(desired, &touched).await;
         let wanted: Vec<Desired> = desired
             .iter()

@@ -103,7 +103,7 @@ pub fn run(args: &ApplyArgs) -> Exit {
                 prepared.desired.retain(|d| touched.contains(&d.address));
                 let live = prepared.providers.observe_only(&prepared.desired, &touched).await;
                 let mut planned = prepared.plan(live, &settings);
-                if let Err(why) = same_steps(&approved, &planned.plan) {
+                if let Err(why) = approved.still_current(&planned.plan) {
                     return refuse(&state_dir, &settings.user, Some(&approved.hash()), &format!("refusing to apply `{}`: {why}\nhelp: run `reconcile plan --out FILE` again, review it and have it approved; nothing was changed", path.display()));
                 }
                 planned.plan = approved;
@@ -167,7 +167,7 @@ pub fn run(args: &ApplyArgs) -> Exit {
             crate::audit::append(&state_dir, "override", &settings.user, Some(&hash), "applied", Some(format!("{}/{}: {}", o.env, o.service, o.reason)));
         }
         let progress = Progress::new(planned.plan.steps.len());
-        let report = apply::run(&planned.plan, &planned.providers, &planned.desired, &planned.graph, Some(&journal), &|step, outcome| progress.step(step, outcome)).await;
+        let report = apply::run(&planned.plan, &planned.providers, &planned.desired, &planned.graph, Some(&journal), None, &|step, outcome| progress.step(step, outcome)).await;
         progress.finish();
         print_report(&report);
         eprintln!("API requests: {}", planned.providers.requests());
@@ -239,44 +239,6 @@ fn verify(path: &Path, config: &Config, revision: &str) -> Result<Plan, Refusal>
     approve::check(config, &plan, &approvals)
         .map_err(|problems| Refusal(format!("missing approvals:\n  {}", problems.join("\n  "))))?;
     Ok(plan)
-}
-
-/// The approved steps are still what would be done now: each step recomputed from fresh live
-/// state writes the same thing (a changed precondition is fine when the step is the same).
-fn same_steps(approved: &Plan, fresh: &Plan) -> Result<(), String> {
-    let mut changed = Vec::new();
-    for step in &approved.steps {
-        match fresh.steps.iter().find(|s| s.address == step.address) {
-            Some(now) if now.action == step.action && now.desired == step.desired => {}
-            Some(now) => changed.push(format!(
-                "  {}: the plan says {}, now it would be {} ({})",
-                step.address,
-                step.action.as_str(),
-                now.action.as_str(),
-                describe(now)
-            )),
-            None if fresh.blocked.iter().any(|b| b.address == step.address) => {
-                changed.push(format!("  {}: cannot be read now", step.address))
-            }
-            None => changed.push(format!("  {}: needs no change any more", step.address)),
-        }
-    }
-    if changed.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "live state changed since the plan:\n{}",
-            changed.join("\n")
-        ))
-    }
-}
-
-fn describe(step: &Step) -> String {
-    step.changes
-        .iter()
-        .map(|c| c.field.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn exit_code(report: &ApplyReport) -> Exit {

@@ -5,6 +5,7 @@
 mod apply;
 mod approve;
 mod check;
+mod daemon;
 mod graph;
 mod plan;
 mod schema;
@@ -59,8 +60,8 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Run the compliance policies on the desired state alone (contacts nothing).
     Check(DirArgs),
-    /// Detect and correct drift continuously [not implemented yet].
-    Daemon(Pending),
+    /// Detect drift on a schedule and correct it, hold it for approval, or report it.
+    Daemon(daemon::DaemonArgs),
 }
 
 #[derive(Debug, Args)]
@@ -78,13 +79,6 @@ pub struct ScopeArgs {
     pub scope: Option<String>,
 }
 
-/// Arguments of a subcommand whose issue has not landed: accepted, then refused clearly.
-#[derive(Debug, Args)]
-pub struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    args: Vec<String>,
-}
-
 pub fn run(cli: Cli) -> Exit {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
@@ -94,15 +88,8 @@ pub fn run(cli: Cli) -> Exit {
         Command::Approve(args) => approve::run(&args),
         Command::Apply(args) => apply::run(&args),
         Command::Check(args) => check::run(&args),
-        Command::Daemon(_) => not_yet("daemon", 7),
+        Command::Daemon(args) => daemon::run(&args),
     }
-}
-
-fn not_yet(command: &str, issue: u32) -> Exit {
-    eprintln!(
-        "error: `reconcile {command}` is not implemented yet (issue #{issue}); nothing was contacted"
-    );
-    Exit::Error
 }
 
 /// The async runtime for subcommands that do I/O.

@@ -64,6 +64,14 @@ pub struct Step {
     pub notes: Vec<String>,
 }
 
+impl Step {
+    /// The names of the changed fields, comma-separated (no values: safe for any message).
+    pub fn changed_fields(&self) -> String {
+        let fields: Vec<&str> = self.changes.iter().map(|c| c.field.as_str()).collect();
+        fields.join(", ")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Blocked {
     pub address: Address,
@@ -152,8 +160,76 @@ impl Plan {
         self.steps.iter().map(|s| s.scope.as_str()).collect()
     }
 
+    /// The part of the plan whose steps `keep` selects, with the blocked resources and policy
+    /// findings of the scopes kept; dependencies on steps left out are dropped.
+    pub fn part(&self, keep: impl Fn(&Step) -> bool) -> Plan {
+        let steps: Vec<Step> = self.steps.iter().filter(|s| keep(s)).cloned().collect();
+        let kept: BTreeSet<Address> = steps.iter().map(|s| s.address.clone()).collect();
+        let scopes: BTreeSet<String> = steps.iter().map(|s| s.scope.clone()).collect();
+        let in_scope = |a: &Address| scopes.contains(&a.scope_name());
+        Plan {
+            steps: steps
+                .into_iter()
+                .map(|mut s| {
+                    s.depends_on.retain(|d| kept.contains(d));
+                    s
+                })
+                .collect(),
+            unmanaged: self
+                .unmanaged
+                .iter()
+                .filter(|a| in_scope(a))
+                .cloned()
+                .collect(),
+            blocked: self
+                .blocked
+                .iter()
+                .filter(|b| in_scope(&b.address))
+                .cloned()
+                .collect(),
+            policies: self
+                .policies
+                .iter()
+                .filter(|f| in_scope(&f.address))
+                .cloned()
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     pub fn count(&self, action: Action) -> usize {
         self.steps.iter().filter(|s| s.action == action).count()
+    }
+
+    /// Whether this (approved) plan's steps are still what would be done now: each step
+    /// recomputed from fresh live state writes the same thing (a changed precondition is fine
+    /// when the step is the same). The error lists the steps that changed.
+    pub fn still_current(&self, fresh: &Plan) -> Result<(), String> {
+        let mut changed = Vec::new();
+        for step in &self.steps {
+            match fresh.steps.iter().find(|s| s.address == step.address) {
+                Some(now) if now.action == step.action && now.desired == step.desired => {}
+                Some(now) => changed.push(format!(
+                    "  {}: the plan says {}, now it would be {} ({})",
+                    step.address,
+                    step.action.as_str(),
+                    now.action.as_str(),
+                    now.changed_fields()
+                )),
+                None if fresh.blocked.iter().any(|b| b.address == step.address) => {
+                    changed.push(format!("  {}: cannot be read now", step.address))
+                }
+                None => changed.push(format!("  {}: needs no change any more", step.address)),
+            }
+        }
+        if changed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "live state changed since the plan:\n{}",
+                changed.join("\n")
+            ))
+        }
     }
 
     /// sha256 of the canonical JSON of the plan.

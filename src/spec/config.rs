@@ -55,7 +55,8 @@ pub struct AwsSettings {
 pub struct Environment {
     #[serde(default)]
     pub approval: Gate,
-    /// What the daemon does on drift (default: `hold` when approvals are required, else `correct`).
+    /// What the daemon does on drift (default: `hold` for `production` and for environments
+    /// promoted from another, else `correct`).
     #[serde(default)]
     pub drift: Option<DriftPolicy>,
     /// Environment whose running images this one may be promoted from (e.g. `staging`).
@@ -76,6 +77,27 @@ pub struct Gate {
     /// Whether the plan's author may approve it.
     #[serde(default)]
     pub allow_self_approval: bool,
+}
+
+impl Config {
+    /// What the daemon does when `scope` (`gitlab`, `aws` or an environment) differs from the
+    /// desired state. Defaults: GitLab `correct`; `production` and promoted environments `hold`;
+    /// other environments and shared AWS resources `correct`.
+    pub fn drift_policy(&self, scope: &str) -> DriftPolicy {
+        match scope {
+            "gitlab" => self.gitlab.drift.unwrap_or(DriftPolicy::Correct),
+            env => match self.environments.get(env) {
+                Some(e) => e
+                    .drift
+                    .unwrap_or(if env == "production" || e.promote_from.is_some() {
+                        DriftPolicy::Hold
+                    } else {
+                        DriftPolicy::Correct
+                    }),
+                None => DriftPolicy::Correct,
+            },
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

@@ -44,16 +44,6 @@ fn plan_without_a_token_says_so_and_contacts_nothing() {
 }
 
 #[test]
-fn daemon_is_not_implemented_yet() {
-    let out = reconcile(&["daemon"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        text(&out.stderr),
-        "error: `reconcile daemon` is not implemented yet (issue #7); nothing was contacted\n"
-    );
-}
-
-#[test]
 fn unknown_subcommand_is_a_usage_error() {
     let out = reconcile(&["plna"]);
     assert_eq!(out.status.code(), Some(2), "clap's usage errors exit 2");

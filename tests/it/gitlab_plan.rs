@@ -337,7 +337,7 @@ fn plan_file_is_applied_and_refused_when_edited_or_stale() {
     );
 }
 
-fn writes(gitlab: &Gitlab) -> u64 {
+pub(crate) fn writes(gitlab: &Gitlab) -> u64 {
     gitlab
         .counters()
         .by_route

@@ -8,6 +8,7 @@ mod aws_ecs;
 mod aws_secrets;
 mod ci_template;
 mod cli;
+mod daemon;
 pub(crate) mod gitlab_plan;
 mod gitlab_secrets;
 mod graph;

@@ -60,6 +60,34 @@ pub fn region(
         .or_else(|| settings.map(|s| s.region.clone()))
 }
 
+/// Counts every AWS request attempt (SDK retries included) and the failed ones in the process
+/// metrics (`reconcile_api_requests_total{provider="aws"}`).
+#[derive(Debug)]
+pub(crate) struct ApiMetrics;
+
+impl aws_sdk_ecs::config::Intercept for ApiMetrics {
+    fn name(&self) -> &'static str {
+        "reconcile-api-metrics"
+    }
+
+    fn read_after_attempt(
+        &self,
+        context: &aws_sdk_ecs::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _: &aws_sdk_ecs::config::RuntimeComponents,
+        _: &mut aws_sdk_ecs::config::ConfigBag,
+    ) -> Result<(), aws_sdk_ecs::error::BoxError> {
+        crate::metrics::api_request("aws");
+        let failed = context.response().is_none_or(|r| {
+            let status = r.status().as_u16();
+            status == 429 || status >= 500
+        });
+        if failed {
+            crate::metrics::api_error("aws");
+        }
+        Ok(())
+    }
+}
+
 /// The AWS operations reconcile sends, for request counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Counter {

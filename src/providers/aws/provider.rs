@@ -184,8 +184,16 @@ pub fn note_revisions(plan: &mut Plan, desired: &[Desired]) {
 impl Aws {
     pub fn new(config: &SdkConfig, account: Option<String>, rollout: RolloutOptions) -> Self {
         Self {
-            ecs: aws_sdk_ecs::Client::new(config),
-            ecr: aws_sdk_ecr::Client::new(config),
+            ecs: aws_sdk_ecs::Client::from_conf(
+                aws_sdk_ecs::config::Builder::from(config)
+                    .interceptor(super::ApiMetrics)
+                    .build(),
+            ),
+            ecr: aws_sdk_ecr::Client::from_conf(
+                aws_sdk_ecr::config::Builder::from(config)
+                    .interceptor(super::ApiMetrics)
+                    .build(),
+            ),
             secrets: Secrets::new(config),
             counters: Arc::default(),
             register_limit: RateLimiter::direct(quota(1, 20)),

@@ -138,7 +138,11 @@ pub struct Secrets {
 impl Secrets {
     pub fn new(config: &SdkConfig) -> Self {
         Self {
-            client: Client::new(config),
+            client: Client::from_conf(
+                aws_sdk_secretsmanager::config::Builder::from(config)
+                    .interceptor(super::ApiMetrics)
+                    .build(),
+            ),
             counters: Arc::default(),
         }
     }

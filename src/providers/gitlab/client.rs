@@ -138,6 +138,7 @@ impl GitlabClient {
             .await
             .expect("semaphore is never closed");
         self.requests.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::api_request("gitlab");
         let mut req = self
             .http
             .request(method.clone(), url.clone())
@@ -149,6 +150,7 @@ impl GitlabClient {
         let rsp = match req.send().await {
             Ok(rsp) => rsp,
             Err(e) => {
+                crate::metrics::api_error("gitlab");
                 let reason = if e.is_timeout() {
                     "timed out".to_string()
                 } else {
@@ -183,6 +185,7 @@ impl GitlabClient {
             }
         };
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            crate::metrics::api_error("gitlab");
             return Attempt::Retry {
                 status: Some(status),
                 reason: status.to_string(),

@@ -1,6 +1,7 @@
 //! Shared helpers: run the binary, compare with golden files.
 
 pub mod aws;
+pub mod daemon;
 pub mod gitlab;
 pub mod moto;
 

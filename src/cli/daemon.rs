@@ -1,0 +1,109 @@
+//! `reconcile daemon`: drift detection and correction on a schedule (see [`crate::daemon`]).
+//!
+//! Exit codes with `--once`: 0 converged or nothing to do, 2 plans held for approval, 1 failure.
+//! Without `--once` it runs until SIGTERM/SIGINT and then exits 0.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::Exit;
+use crate::daemon::{self, Options, source::Source};
+use crate::pipeline::Settings;
+use crate::secret::SecretValue;
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Desired-state directory.
+    #[arg(long, default_value = "desired-state", conflicts_with = "git")]
+    pub dir: PathBuf,
+    /// Git remote of the desired state, fetched before each cycle (credentials are never logged).
+    #[arg(long, requires = "branch")]
+    pub git: Option<String>,
+    /// Branch of `--git`.
+    #[arg(long, requires = "git")]
+    pub branch: Option<String>,
+    /// Directory of the desired state inside the `--git` repository.
+    #[arg(long, default_value = ".", requires = "git")]
+    pub subdir: PathBuf,
+    /// Time between cycles (jittered ±10 %; backs off after failures).
+    #[arg(long, env = "RECONCILE_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// Address of the HTTP endpoints (health, metrics, plans).
+    #[arg(long, env = "RECONCILE_LISTEN", default_value = "127.0.0.1:9090")]
+    pub listen: SocketAddr,
+    /// Run one cycle and exit: 0 converged, 2 plans held for approval, 1 failure.
+    #[arg(long)]
+    pub once: bool,
+    /// Approver tokens for `POST /api/plans/{hash}/approve`: `NAME TOKEN` per line.
+    #[arg(long, env = "RECONCILE_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// File holding the Slack-compatible webhook URL (else `RECONCILE_WEBHOOK_URL`).
+    #[arg(long, env = "RECONCILE_WEBHOOK_URL_FILE")]
+    pub webhook_url_file: Option<PathBuf>,
+}
+
+pub fn run(args: &DaemonArgs) -> Exit {
+    let settings = Settings::from_env(|k| std::env::var(k).ok());
+    let webhook = match &args.webhook_url_file {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(SecretValue::new(text.trim().to_string())),
+            Err(e) => {
+                eprintln!(
+                    "error: cannot read the webhook URL file `{}`: {e}",
+                    path.display()
+                );
+                return Exit::Error;
+            }
+        },
+        None => std::env::var("RECONCILE_WEBHOOK_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .map(SecretValue::new),
+    };
+    let (source, state_dir) = match (&args.git, &args.branch) {
+        (Some(url), Some(branch)) => {
+            let state_dir = settings
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(".reconcile"));
+            let source = Source::Git {
+                url: url.clone(),
+                branch: branch.clone(),
+                checkout: state_dir.join("checkout"),
+                subdir: args.subdir.clone(),
+            };
+            (source, state_dir)
+        }
+        _ => (
+            Source::Dir(args.dir.clone()),
+            crate::pipeline::state_dir(&args.dir, &settings),
+        ),
+    };
+    if args.tokens_file.is_none() && !args.once {
+        eprintln!(
+            "warning: no tokens file (RECONCILE_TOKENS_FILE): held plans can only be approved with `reconcile approve`"
+        );
+    }
+    let options = Options {
+        source,
+        interval: args.interval,
+        listen: (!args.once).then_some(args.listen),
+        once: args.once,
+        state_dir,
+        tokens_file: args.tokens_file.clone(),
+        webhook,
+        settings,
+    };
+    match super::runtime().block_on(daemon::run(options)) {
+        Ok(0) => Exit::Ok,
+        Ok(2) => Exit::Changes,
+        Ok(_) => Exit::Error,
+        Err(e) => {
+            eprintln!("error: {e}");
+            Exit::Error
+        }
+    }
+}

@@ -1,0 +1,779 @@
+//! `reconcile daemon`: keeps live state matching the desired state.
+//!
+//! ```text
+//! tick | spec changed | plan approved | shutdown ──► sync source ──► pipeline::plan ──► decide
+//!   correct ──► apply now        hold ──► held plan (approve over HTTP or CLI) ──► apply
+//!   report  ──► notify
+//! ```
+//! One cycle at a time. Owns scheduling (interval with jitter, exponential backoff after
+//! failures), the drift policies, marking resources that do not converge, the HTTP endpoints
+//! ([`http`]) and notifications ([`notify`]). It never decides a change itself: steps come from
+//! the same plan pipeline as `reconcile plan`, and writes go through [`crate::apply::run`] under
+//! the same lock and journal as `reconcile apply`.
+
+pub mod decide;
+pub mod held;
+pub mod http;
+pub mod notify;
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use metrics::{counter, gauge};
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::{self, ApplyReport, Outcome};
+use crate::journal::Journal;
+use crate::lock::{Lock, LockError};
+use crate::pipeline::{self, PipelineError, Planned, Settings};
+use crate::plan::{Plan, render};
+use crate::secret::SecretValue;
+use crate::spec::config::Config;
+use decide::{Decision, Marks, decide};
+use held::Held;
+use notify::Notifier;
+use source::Source;
+
+/// Consecutive failed cycles after which the daemon reports itself unhealthy.
+const UNHEALTHY_AFTER: u32 = 3;
+
+pub struct Options {
+    pub source: Source,
+    pub interval: Duration,
+    /// HTTP endpoints; none with `--once`.
+    pub listen: Option<SocketAddr>,
+    pub once: bool,
+    pub state_dir: PathBuf,
+    pub tokens_file: Option<PathBuf>,
+    pub webhook: Option<SecretValue>,
+    pub settings: Settings,
+}
+
+/// How a cycle ended, for `--once`, metrics and scheduling.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CycleOutcome {
+    /// Live state matches (or only `report` scopes differ).
+    Converged,
+    /// Corrections were applied and converged.
+    Corrected,
+    /// Plans wait for approval.
+    Held,
+    Failed,
+    /// Shutdown requested during the cycle.
+    Stopped,
+}
+
+/// What the HTTP endpoints show about the cycles.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Status {
+    pub cycles: u64,
+    pub consecutive_failures: u32,
+    pub last_cycle: Option<CycleSummary>,
+    /// Seconds until the next scheduled cycle.
+    pub next_cycle_in_seconds: Option<f64>,
+    pub not_converging: Vec<String>,
+    #[serde(skip)]
+    pub config: Option<Arc<Config>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CycleSummary {
+    pub outcome: CycleOutcome,
+    pub revision: Option<String>,
+    pub finished_at: String,
+    #[serde(skip)]
+    pub finished: Option<SystemTime>,
+    pub duration_seconds: f64,
+    pub drift: usize,
+    pub applied: usize,
+    pub held: usize,
+    pub errors: Vec<String>,
+}
+
+/// State shared by the cycle loop and the HTTP handlers.
+pub struct Shared {
+    pub status: Mutex<Status>,
+    /// Held plans: the loop replaces them, HTTP adds approvals; one at a time.
+    pub held: tokio::sync::Mutex<Held>,
+    pub tokens_file: Option<PathBuf>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    pub state_dir: PathBuf,
+    /// Wakes the loop (a held plan got its last approval).
+    pub wake: tokio::sync::Notify,
+    pub interval: Duration,
+    pub listen: Option<SocketAddr>,
+}
+
+/// Runs the daemon until shutdown (or one cycle with `--once`). Exit: 0 converged, 2 plans
+/// held, 1 failure (with `--once`); 0 after a graceful shutdown.
+pub async fn run(options: Options) -> Result<u8, String> {
+    let metrics = if options.once {
+        None
+    } else {
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+        crate::metrics::describe();
+        Some(handle)
+    };
+    let shared = Arc::new(Shared {
+        status: Mutex::new(Status::default()),
+        held: tokio::sync::Mutex::new(Held::new(&options.state_dir)),
+        tokens_file: options.tokens_file.clone(),
+        metrics,
+        state_dir: options.state_dir.clone(),
+        wake: tokio::sync::Notify::new(),
+        interval: options.interval,
+        listen: options.listen,
+    });
+    let stop = CancellationToken::new();
+    tokio::spawn(signals(stop.clone()));
+    let server = match options.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            let bound = listener.local_addr().map_err(|e| e.to_string())?;
+            eprintln!("reconcile daemon: listening on http://{bound}");
+            let app = http::router(Arc::clone(&shared));
+            let stop = stop.clone();
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await;
+            }))
+        }
+        None => None,
+    };
+    let notifier = Notifier::start(
+        options.webhook.clone(),
+        options
+            .settings
+            .client
+            .min_backoff
+            .max(Duration::from_millis(50)),
+    );
+    let mut daemon = Daemon {
+        options,
+        shared,
+        notifier,
+        stop: stop.clone(),
+        marks: Marks::default(),
+        revision: None,
+        reported: BTreeMap::new(),
+        last_error: None,
+    };
+    let code = daemon.run_loop().await;
+    stop.cancel();
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    daemon.notifier.drain(Duration::from_secs(10)).await;
+    Ok(code)
+}
+
+/// SIGTERM or SIGINT: stop after the running step.
+async fn signals(stop: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("reconcile daemon: shutdown requested; finishing the running step");
+    stop.cancel();
+}
+
+struct Daemon {
+    options: Options,
+    shared: Arc<Shared>,
+    notifier: Notifier,
+    stop: CancellationToken,
+    marks: Marks,
+    /// The source fingerprint the last cycle started from.
+    revision: Option<String>,
+    /// What was last notified for each `report` scope (not repeated every cycle).
+    reported: BTreeMap<String, String>,
+    /// The last failure notified (not repeated every cycle).
+    last_error: Option<String>,
+}
+
+/// What one cycle did.
+#[derive(Default)]
+struct Cycle {
+    revision: Option<String>,
+    drift: usize,
+    applied: usize,
+    held: usize,
+    errors: Vec<String>,
+    stopped: bool,
+}
+
+impl Daemon {
+    async fn run_loop(&mut self) -> u8 {
+        let mut number = 0u64;
+        loop {
+            number += 1;
+            let started = std::time::Instant::now();
+            let cycle = self.cycle(number).await;
+            let outcome = if cycle.stopped {
+                CycleOutcome::Stopped
+            } else if !cycle.errors.is_empty() {
+                CycleOutcome::Failed
+            } else if cycle.held > 0 {
+                CycleOutcome::Held
+            } else if cycle.applied > 0 {
+                CycleOutcome::Corrected
+            } else {
+                CycleOutcome::Converged
+            };
+            let failures = self.record(&cycle, &outcome, started.elapsed());
+            tracing::info!(cycle = number, outcome = ?outcome, drift = cycle.drift, applied = cycle.applied, held = cycle.held, errors = cycle.errors.len(), "Cycle finished");
+            if self.options.once || self.stop.is_cancelled() {
+                return match outcome {
+                    CycleOutcome::Failed => 1,
+                    CycleOutcome::Held => 2,
+                    _ => 0,
+                };
+            }
+            let delay = next_delay(self.options.interval, failures);
+            self.shared.status.lock().unwrap().next_cycle_in_seconds = Some(delay.as_secs_f64());
+            let reason = self.wait(delay).await;
+            if reason == "shutdown" {
+                return 0;
+            }
+            tracing::info!(reason, "Cycle starting");
+        }
+    }
+
+    /// Records the cycle's outcome in the status, metrics and notifications; returns the number
+    /// of consecutive failures.
+    fn record(&mut self, cycle: &Cycle, outcome: &CycleOutcome, took: Duration) -> u32 {
+        let label = match outcome {
+            CycleOutcome::Converged => "converged",
+            CycleOutcome::Corrected => "corrected",
+            CycleOutcome::Held => "held",
+            CycleOutcome::Failed => "failed",
+            CycleOutcome::Stopped => "stopped",
+        };
+        counter!("reconcile_cycles_total", "outcome" => label).increment(1);
+        let now = SystemTime::now();
+        let mut status = self.shared.status.lock().unwrap();
+        status.cycles += 1;
+        if *outcome == CycleOutcome::Failed {
+            status.consecutive_failures += 1;
+        } else {
+            if status.consecutive_failures >= UNHEALTHY_AFTER {
+                self.notifier.send(format!(
+                    "reconcile daemon recovered after {} failed cycles",
+                    status.consecutive_failures
+                ));
+            }
+            status.consecutive_failures = 0;
+            self.last_error = None;
+            let unix = now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            gauge!("reconcile_last_success_timestamp_seconds").set(unix);
+        }
+        let failures = status.consecutive_failures;
+        gauge!("reconcile_consecutive_failures").set(f64::from(failures));
+        if failures == UNHEALTHY_AFTER {
+            self.notifier.send(format!(
+                "reconcile daemon unhealthy: {failures} cycles failed in a row; last error: {}",
+                cycle.errors.first().map_or("", String::as_str)
+            ));
+        }
+        status.not_converging = self
+            .marks
+            .iter()
+            .map(|(a, m)| format!("{a}: {}", m.why))
+            .collect();
+        gauge!("reconcile_not_converging").set(self.marks.len() as f64);
+        status.last_cycle = Some(CycleSummary {
+            outcome: outcome.clone(),
+            revision: cycle.revision.clone(),
+            finished_at: humantime::format_rfc3339_seconds(now).to_string(),
+            finished: Some(now),
+            duration_seconds: took.as_secs_f64(),
+            drift: cycle.drift,
+            applied: cycle.applied,
+            held: cycle.held,
+            errors: cycle.errors.clone(),
+        });
+        failures
+    }
+
+    /// Waits for the next cycle: the delay, a spec change, an approved plan, or shutdown.
+    async fn wait(&self, delay: Duration) -> &'static str {
+        let poll = self.options.interval.min(Duration::from_secs(15));
+        let changed = async {
+            loop {
+                tokio::time::sleep(poll).await;
+                match self.options.source.probe().await {
+                    Ok(now) if self.revision.as_ref() != Some(&now) => return,
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "Cannot probe the desired state"),
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => "interval",
+            _ = changed => "desired state changed",
+            _ = self.shared.wake.notified() => "plan approved",
+            _ = self.stop.cancelled() => "shutdown",
+        }
+    }
+
+    /// One cycle: plan everything, then correct, hold or report per scope.
+    async fn cycle(&mut self, number: u64) -> Cycle {
+        let mut cycle = Cycle::default();
+        let source = &self.options.source;
+        let probe = source.probe().await.ok();
+        if probe.is_some() && probe != self.revision {
+            if self.revision.is_some() {
+                tracing::info!(source = %source.describe(), "Desired state changed");
+            }
+            self.marks.clear();
+            self.revision = probe;
+        }
+        // Reading and planning write nothing: a shutdown cancels them at once.
+        let planned = tokio::select! {
+            planned = self.plan() => planned,
+            _ = self.stop.cancelled() => {
+                cycle.stopped = true;
+                return cycle;
+            }
+        };
+        let mut planned = match planned {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(&mut cycle, e);
+                return cycle;
+            }
+        };
+        planned.plan.author = "reconcile-daemon".into();
+        cycle.revision = Some(planned.plan.revision.clone());
+        let config = Arc::new(planned.state.config.clone());
+        self.shared.status.lock().unwrap().config = Some(Arc::clone(&config));
+        for b in &planned.plan.blocked {
+            tracing::warn!(address = %b.address, reason = %b.reason, "Cannot plan");
+        }
+        if let Some(first) = planned.plan.blocked.first() {
+            cycle.errors.push(format!(
+                "{} resource(s) could not be read (first: {}: {})",
+                planned.plan.blocked.len(),
+                first.address,
+                first.reason
+            ));
+        }
+        self.marks.keep_only(&planned.plan);
+        cycle.drift = planned.plan.steps.len();
+        for step in &planned.plan.steps {
+            counter!("reconcile_drift_found_total", "kind" => step.address.kind(), "env" => step.scope.clone()).increment(1);
+        }
+        let decision = decide(&planned.plan, &config, &|a| self.marks.withheld(a, number));
+        for (address, why) in &decision.withheld {
+            tracing::warn!(%address, why, "Withheld");
+        }
+        self.report(&planned.plan, &decision);
+        let mut to_apply = decision.correct.clone();
+        let approved = self
+            .hold(&planned.plan, &decision, &config, &mut cycle)
+            .await;
+        for h in &approved {
+            to_apply.extend(h.plan.steps.iter().map(|s| s.address.clone()));
+        }
+        if !to_apply.is_empty() {
+            let report = self.apply(&planned, &to_apply, &mut cycle).await;
+            if let Some(report) = report {
+                self.after_apply(&planned, &report, &approved, number, &mut cycle)
+                    .await;
+            }
+        }
+        gauge!("reconcile_plans_held").set(self.shared.held.lock().await.list().len() as f64);
+        if let Some(first) = cycle.errors.first().cloned()
+            && self.last_error.as_ref() != Some(&first)
+        {
+            self.last_error = Some(first);
+        }
+        cycle
+    }
+
+    async fn plan(&self) -> Result<Planned, String> {
+        let dir = self
+            .options
+            .source
+            .sync()
+            .await
+            .map_err(|e| e.to_string())?;
+        pipeline::plan(&dir, &self.options.settings)
+            .await
+            .map_err(|e| match e {
+                PipelineError::Spec(errors) => {
+                    let mut out = codespan_reporting::term::termcolor::Buffer::no_color();
+                    let _ = errors.render(&mut out);
+                    eprint!("{}", String::from_utf8_lossy(out.as_slice()));
+                    format!(
+                        "the desired state has {} error(s); nothing was changed (run `reconcile validate`)",
+                        errors.diagnostics.len()
+                    )
+                }
+                PipelineError::Config(message) => message,
+            })
+    }
+
+    fn fail(&mut self, cycle: &mut Cycle, error: String) {
+        tracing::error!(error = %error, "Cycle failed");
+        if self.last_error.as_ref() != Some(&error) {
+            self.notifier
+                .send(format!("reconcile: cycle failed: {error}"));
+            self.last_error = Some(error.clone());
+        }
+        cycle.errors.push(error);
+    }
+
+    /// `report` scopes: notify what differs, once per distinct difference.
+    fn report(&mut self, plan: &Plan, decision: &Decision) {
+        self.reported
+            .retain(|scope, _| decision.report.contains_key(scope));
+        for (scope, addresses) in &decision.report {
+            let part = plan.part(|s| addresses.contains(&s.address));
+            let lines = step_lines(&part);
+            if self.reported.get(scope) == Some(&lines) {
+                continue;
+            }
+            self.notifier.send(format!(
+                "reconcile: drift in {scope} (policy `report`, nothing changed): {}\n{lines}",
+                render::summary(&part)
+            ));
+            self.reported.insert(scope.clone(), lines);
+        }
+    }
+
+    /// `hold` scopes: keep, replace or drop each scope's held plan; returns the held plans
+    /// that are approved and still current (to apply now).
+    async fn hold(
+        &mut self,
+        plan: &Plan,
+        decision: &Decision,
+        config: &Config,
+        cycle: &mut Cycle,
+    ) -> Vec<held::HeldPlan> {
+        let store = self.shared.held.lock().await;
+        let max_age =
+            humantime::parse_duration(&config.plan.max_age).unwrap_or(Duration::from_secs(86_400));
+        let mut approved = Vec::new();
+        for existing in store.list() {
+            if !decision.hold.contains_key(&existing.scope) {
+                tracing::info!(scope = %existing.scope, "Held plan no longer needed: removed");
+                crate::audit::append(
+                    &self.shared.state_dir,
+                    "discard",
+                    "reconcile-daemon",
+                    Some(&existing.hash),
+                    "no longer needed",
+                    None,
+                );
+                store.remove(&existing.scope);
+            }
+        }
+        for (scope, addresses) in &decision.hold {
+            let fresh = plan.part(|s| addresses.contains(&s.address));
+            let existing = store.get(scope);
+            let keep = existing.as_ref().is_some_and(|e| {
+                let age = humantime::parse_rfc3339(&e.plan.created_at)
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .unwrap_or(Duration::MAX);
+                e.plan.revision == fresh.revision
+                    && e.plan.steps.len() == fresh.steps.len()
+                    && e.plan.still_current(&fresh).is_ok()
+                    && age <= max_age
+            });
+            if keep {
+                let e = existing.expect("kept plans exist");
+                if crate::approve::check(config, &e.plan, &e.approvals).is_ok() {
+                    tracing::info!(scope, plan = %e.hash, "Held plan approved: applying");
+                    approved.push(e);
+                } else {
+                    cycle.held += 1;
+                }
+                continue;
+            }
+            match store.put(scope, &fresh) {
+                Ok(h) => {
+                    cycle.held += 1;
+                    crate::audit::append(
+                        &self.shared.state_dir,
+                        "hold",
+                        "reconcile-daemon",
+                        Some(&h.hash),
+                        "held",
+                        Some(render::summary(&fresh)),
+                    );
+                    tracing::info!(scope, plan = %h.hash, "Plan held for approval");
+                    self.notifier
+                        .send(held_message(&h, config, self.shared.listen));
+                }
+                Err(e) => cycle
+                    .errors
+                    .push(format!("cannot write the held plan for {scope}: {e}")),
+            }
+        }
+        approved
+    }
+
+    /// Applies the chosen steps under the lock, journaled; `None` when nothing could start.
+    async fn apply(
+        &mut self,
+        planned: &Planned,
+        to_apply: &std::collections::BTreeSet<crate::address::Address>,
+        cycle: &mut Cycle,
+    ) -> Option<ApplyReport> {
+        let state_dir = &self.options.state_dir;
+        let lock = match Lock::acquire(state_dir, "reconcile daemon") {
+            Ok(lock) => lock,
+            Err(LockError::Held(holder)) => {
+                cycle.errors.push(format!(
+                    "another apply is running ({holder}); corrections wait for the next cycle"
+                ));
+                return None;
+            }
+            Err(e) => {
+                cycle.errors.push(e.to_string());
+                return None;
+            }
+        };
+        let run = format!(
+            "{}-{}-daemon",
+            humantime::format_rfc3339_seconds(SystemTime::now()),
+            std::process::id()
+        );
+        let journal = match Journal::open(state_dir, run) {
+            Ok(j) => j,
+            Err(e) => {
+                cycle.errors.push(format!(
+                    "cannot open the journal in `{}`: {e}",
+                    state_dir.display()
+                ));
+                return None;
+            }
+        };
+        let interrupted = journal.interrupted();
+        for i in &interrupted {
+            tracing::warn!(address = %i.address, run = %i.run, "An earlier apply was interrupted at this step; it is read again");
+        }
+        let _ = journal.settle(&interrupted);
+        let part = planned.plan.part(|s| to_apply.contains(&s.address));
+        let report = apply::run(
+            &part,
+            &planned.providers,
+            &planned.desired,
+            &planned.graph,
+            Some(&journal),
+            Some(&self.stop),
+            &|step, outcome| match outcome {
+                Outcome::Applied => tracing::info!(address = %step.address, action = step.action.as_str(), fields = %step.changed_fields(), "Applied"),
+                Outcome::Failed(why) => tracing::error!(address = %step.address, error = %why, "Step failed"),
+                Outcome::Skipped(why) => tracing::warn!(address = %step.address, why = %why, "Step skipped"),
+            },
+        )
+        .await;
+        crate::audit::append(
+            state_dir,
+            "apply",
+            "reconcile-daemon",
+            Some(&part.hash()),
+            if report.failed() + report.skipped() + report.not_converged.len() == 0 {
+                "applied"
+            } else {
+                "partial"
+            },
+            Some(format!(
+                "{} applied, {} failed, {} skipped, {} not converged",
+                report.applied(),
+                report.failed(),
+                report.skipped(),
+                report.not_converged.len()
+            )),
+        );
+        drop(lock);
+        if self.stop.is_cancelled() {
+            cycle.stopped = true;
+        }
+        Some(report)
+    }
+
+    async fn after_apply(
+        &mut self,
+        planned: &Planned,
+        report: &ApplyReport,
+        approved: &[held::HeldPlan],
+        number: u64,
+        cycle: &mut Cycle,
+    ) {
+        let mut corrected = Vec::new();
+        let mut failed = Vec::new();
+        for step in &planned.plan.steps {
+            match report.outcomes.get(&step.address) {
+                Some(Outcome::Applied) => {
+                    counter!("reconcile_apply_steps_total", "outcome" => "applied").increment(1);
+                    if !report.not_converged.contains_key(&step.address) {
+                        counter!("reconcile_drift_corrected_total", "kind" => step.address.kind(), "env" => step.scope.clone()).increment(1);
+                        corrected.push(format!(
+                            "• {} ({}: {})",
+                            step.address,
+                            step.action.as_str(),
+                            step.changed_fields()
+                        ));
+                    }
+                }
+                Some(Outcome::Failed(why)) => {
+                    counter!("reconcile_apply_steps_total", "outcome" => "failed").increment(1);
+                    self.marks.mark(&step.address, number, why.clone());
+                    failed.push(format!("• {}: {why}", step.address));
+                }
+                Some(Outcome::Skipped(why)) => {
+                    counter!("reconcile_apply_steps_total", "outcome" => "skipped").increment(1);
+                    if why != apply::STOPPED {
+                        failed.push(format!("• {}: skipped ({why})", step.address));
+                    }
+                }
+                None => {}
+            }
+        }
+        for (address, changes) in &report.not_converged {
+            let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+            let why = if fields.is_empty() {
+                "could not be read back after the correction".to_string()
+            } else {
+                format!("still differs after the correction ({})", fields.join(", "))
+            };
+            tracing::warn!(%address, why, "Not converging: marked, retried less often");
+            self.marks.mark(address, number, why.clone());
+            failed.push(format!("• {address}: {why}"));
+        }
+        cycle.applied = report.applied();
+        if !corrected.is_empty() {
+            self.notifier.send(format!(
+                "reconcile: drift corrected ({} change(s)):\n{}",
+                corrected.len(),
+                corrected.join("\n")
+            ));
+        }
+        if !failed.is_empty() {
+            let message = format!(
+                "reconcile: apply failed for {} resource(s):\n{}",
+                failed.len(),
+                failed.join("\n")
+            );
+            self.notifier.send(message);
+            cycle
+                .errors
+                .push(format!("apply failed for {} resource(s)", failed.len()));
+        }
+        // Held plans applied in full are done.
+        let store = self.shared.held.lock().await;
+        for h in approved {
+            let done = h
+                .plan
+                .steps
+                .iter()
+                .all(|s| report.outcomes.get(&s.address) == Some(&Outcome::Applied));
+            if done {
+                store.remove(&h.scope);
+                tracing::info!(scope = %h.scope, plan = %h.hash, "Approved plan applied");
+            }
+        }
+    }
+}
+
+/// The delay before the next cycle: the interval with ±10 % jitter; after `failures` failed
+/// cycles in a row, doubled per failure up to 16× the interval (never above 30 minutes, unless
+/// the interval itself is longer).
+pub fn next_delay(interval: Duration, failures: u32) -> Duration {
+    let base = if failures == 0 {
+        interval
+    } else {
+        let backed = interval.saturating_mul(1 << failures.min(4));
+        backed.min(interval.max(Duration::from_secs(30 * 60)))
+    };
+    base.mul_f64(0.9 + fastrand::f64() * 0.2)
+}
+
+/// One line per step: address, action, changed fields (no values).
+fn step_lines(plan: &Plan) -> String {
+    plan.steps
+        .iter()
+        .map(|s| {
+            format!(
+                "• {} ({}: {})",
+                s.address,
+                s.action.as_str(),
+                s.changed_fields()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn held_message(h: &held::HeldPlan, config: &Config, listen: Option<SocketAddr>) -> String {
+    let gate = crate::approve::gate(config, &h.scope);
+    let needed = gate.map_or(0, |g| g.required);
+    let approvers = gate
+        .filter(|g| !g.approvers.is_empty())
+        .map(|g| format!(" by one of {}", g.approvers.join(", ")))
+        .unwrap_or_default();
+    let how = match listen {
+        Some(addr) => format!(
+            "POST http://{addr}/api/plans/{}/approve with `Authorization: Bearer <your token>`, or `reconcile approve {} --by NAME`",
+            h.hash,
+            h.path.display()
+        ),
+        None => format!("`reconcile approve {} --by NAME`", h.path.display()),
+    };
+    format!(
+        "reconcile: plan held for approval in {} ({needed} approval(s) needed{approvers}): {}\n{}\nplan {}\nApprove: {how}",
+        h.scope,
+        render::summary(&h.plan),
+        step_lines(&h.plan),
+        h.hash
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_delay;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let i = Duration::from_secs(60);
+        let around = |d: Duration, want: u64| {
+            let w = want as f64;
+            assert!(
+                d.as_secs_f64() >= w * 0.9 && d.as_secs_f64() <= w * 1.1,
+                "{d:?} vs {want}"
+            );
+        };
+        around(next_delay(i, 0), 60);
+        around(next_delay(i, 1), 120);
+        around(next_delay(i, 3), 480);
+        around(next_delay(i, 4), 960);
+        around(next_delay(i, 9), 960);
+        around(next_delay(Duration::from_secs(300), 9), 1800);
+        around(next_delay(Duration::from_secs(3600), 5), 3600);
+    }
+}

@@ -1,0 +1,364 @@
+//! `reconcile daemon` over the GitLab emulator (and moto): drift corrected under `correct`,
+//! held and approved over HTTP under `hold`, notified only under `report`; metrics; SIGTERM in
+//! the middle of an apply; a failing GitLab backed off from and recovered; bad input.
+
+use std::path::Path;
+use std::time::Duration;
+
+use gitlab_emulator::Faults;
+use serde_json::json;
+
+use crate::gitlab_plan::{fixture, writes};
+use crate::support::daemon::{Daemon, Webhook};
+use crate::support::gitlab::{Gitlab, desired_state};
+use crate::support::text;
+
+fn config(drift: &str, gate: &str) -> String {
+    format!("gitlab: {{url: http://gitlab.invalid, drift: {drift}{gate}}}\n")
+}
+
+/// The fixture's desired state with a GitLab drift policy (and gate).
+fn world(drift: &str, gate: &str) -> (Gitlab, tempfile::TempDir) {
+    let gitlab = Gitlab::start();
+    let dir = desired_state(&[
+        ("reconcile.yaml", &config(drift, gate)),
+        ("gitlab.yaml", &fixture(false)),
+    ]);
+    (gitlab, dir)
+}
+
+/// Applies the fixture (ungated) so that live state matches.
+fn converge(gitlab: &Gitlab, dir: &Path) {
+    let out = gitlab.reconcile(dir, &["apply", "--auto-approve"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+fn daemon(gitlab: &Gitlab, dir: &Path, interval: &str, env: &[(&str, String)]) -> Daemon {
+    let cmd = gitlab.command(
+        dir,
+        &["daemon", "--interval", interval, "--listen", "127.0.0.1:0"],
+        env,
+    );
+    Daemon::start(cmd)
+}
+
+fn force_push(gitlab: &Gitlab) -> bool {
+    let (_, b) = gitlab.api("GET", "projects/root%2Fapp/protected_branches/main", None);
+    b["allow_force_push"].as_bool().unwrap()
+}
+
+fn set_force_push(gitlab: &Gitlab) {
+    let (status, _) = gitlab.api(
+        "PATCH",
+        "projects/root%2Fapp/protected_branches/main",
+        Some(json!({"allow_force_push": true})),
+    );
+    assert_eq!(status, 200);
+    assert!(force_push(gitlab));
+}
+
+fn assert_no_changes(gitlab: &Gitlab, dir: &Path) {
+    let out = gitlab.reconcile(dir, &["plan"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn correct_policy_fixes_drift_within_two_cycles_and_counts_it() {
+    let (gitlab, dir) = world("correct", "");
+    converge(&gitlab, dir.path());
+    let hook = Webhook::start(1); // the first delivery fails: retried
+    let d = daemon(
+        &gitlab,
+        dir.path(),
+        "300ms",
+        &[("RECONCILE_WEBHOOK_URL", hook.url.clone())],
+    );
+    d.wait_cycles(1);
+    assert_eq!(
+        d.get_json("/readyz").1["last_cycle"]["outcome"],
+        "converged"
+    );
+    set_force_push(&gitlab);
+    gitlab.api("DELETE", "projects/root%2Fapp/variables/REGION", None);
+    d.wait_cycles(2);
+    assert!(
+        !force_push(&gitlab),
+        "force push was not turned off again:\n{}",
+        d.log()
+    );
+    let (status, _) = gitlab.api("GET", "projects/root%2Fapp/variables/REGION", None);
+    assert_eq!(status, 200, "the deleted variable was not created again");
+    let message = hook.wait_for("drift corrected", Duration::from_secs(20));
+    assert!(
+        message.contains("gitlab.protected_branch/root/app/main (update: allow_force_push)"),
+        "{message}"
+    );
+    assert!(
+        message.contains("gitlab.variable/root/app/REGION@*"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("us-east-1"),
+        "values are never notified: {message}"
+    );
+    // Metrics count what happened.
+    let corrected = |kind| {
+        d.metric(
+            "reconcile_drift_corrected_total",
+            &[("kind", kind), ("env", "gitlab")],
+        )
+    };
+    assert_eq!(corrected("gitlab.protected_branch"), 1.0);
+    assert_eq!(corrected("gitlab.variable"), 1.0);
+    assert!(
+        d.metric(
+            "reconcile_drift_found_total",
+            &[("kind", "gitlab.protected_branch")]
+        ) >= 1.0
+    );
+    assert!(d.metric("reconcile_cycles_total", &[("outcome", "converged")]) >= 1.0);
+    assert_eq!(
+        d.metric("reconcile_cycles_total", &[("outcome", "corrected")]),
+        1.0
+    );
+    assert_eq!(
+        d.metric("reconcile_apply_steps_total", &[("outcome", "applied")]),
+        2.0
+    );
+    assert!(d.metric("reconcile_api_requests_total", &[("provider", "gitlab")]) > 10.0);
+    assert!(d.metric("reconcile_last_success_timestamp_seconds", &[]) > 1.7e9);
+    assert_eq!(
+        d.metric("reconcile_notifications_total", &[("outcome", "sent")]),
+        1.0
+    );
+    let (status, body) = d.request("GET", "/healthz", None);
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    assert_no_changes(&gitlab, dir.path());
+}
+
+#[test]
+fn hold_policy_waits_for_an_http_approval_and_refuses_wrong_tokens() {
+    let gate = ", approval: {required: 1, approvers: [alice]}";
+    let (gitlab, dir) = world("hold", gate);
+    let tokens = dir.path().join("tokens");
+    std::fs::write(
+        &tokens,
+        "# approvers\nalice tok-alice-1234\nbob tok-bob-5678\n",
+    )
+    .unwrap();
+    let hook = Webhook::start(0);
+    let env = [
+        ("RECONCILE_TOKENS_FILE", tokens.display().to_string()),
+        ("RECONCILE_WEBHOOK_URL", hook.url.clone()),
+    ];
+    // --once: the plan (create everything) is held, exit 2, nothing written.
+    let once = gitlab.reconcile(dir.path(), &["daemon", "--once"], &env);
+    assert_eq!(once.status.code(), Some(2), "{}", text(&once.stderr));
+    let held = dir.path().join(".reconcile/held/gitlab.plan.json");
+    assert!(held.is_file());
+    let message = hook.wait_for("plan held for approval", Duration::from_secs(10));
+    assert!(
+        message.contains("in gitlab (1 approval(s) needed by one of alice)"),
+        "{message}"
+    );
+    assert!(message.contains("Plan: 9 to create"), "{message}");
+    let (_, users) = gitlab.api("GET", "users?username=dev1", None);
+    assert_eq!(users, json!([]));
+
+    let d = daemon(&gitlab, dir.path(), "300ms", &env);
+    d.wait_cycles(2);
+    let (status, plans) = d.get_json("/api/plans");
+    assert_eq!(status, 200);
+    let plans = plans.as_array().unwrap().clone();
+    assert_eq!(plans.len(), 1, "{plans:?}");
+    assert_eq!(plans[0]["scope"], "gitlab");
+    assert_eq!(
+        plans[0]["summary"],
+        "Plan: 9 to create, 0 to update, 0 to replace, 0 to delete."
+    );
+    let hash = plans[0]["hash"].as_str().unwrap().to_string();
+    let once_hash = reconcile::plan::Plan::from_file(&std::fs::read_to_string(&held).unwrap())
+        .unwrap()
+        .hash();
+    assert_eq!(hash, once_hash, "the same held plan is kept across cycles");
+    assert_eq!(
+        hook.messages()
+            .iter()
+            .filter(|m| m.contains("plan held"))
+            .count(),
+        1,
+        "held plans are notified once"
+    );
+    let (status, rendered) = d.request("GET", &format!("/api/plans/{hash}"), None);
+    assert_eq!(status, 200);
+    assert!(rendered.contains("+ gitlab.project/root/app"), "{rendered}");
+
+    let approve = format!("/api/plans/{hash}/approve");
+    assert_eq!(d.request("POST", &approve, None).0, 401);
+    assert_eq!(d.request("POST", &approve, Some("tok-alice-wrong")).0, 401);
+    let (status, body) = d.request("POST", &approve, Some("tok-bob-5678"));
+    assert_eq!(status, 403, "bob is not an approver: {body}");
+    assert!(
+        body.contains("`bob` is not an approver of gitlab"),
+        "{body}"
+    );
+    assert_eq!(
+        d.request("POST", "/api/plans/0000/approve", Some("tok-alice-1234"))
+            .0,
+        404
+    );
+    d.wait_cycles(1);
+    let (_, users) = gitlab.api("GET", "users?username=dev1", None);
+    assert_eq!(users, json!([]), "nothing applied without a valid approval");
+
+    let (status, body) = d.request("POST", &approve, Some("tok-alice-1234"));
+    assert_eq!(status, 200, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["complete"], true);
+    assert_eq!(body["approved_by"], "alice");
+    d.wait(
+        "the approved plan to be applied",
+        Duration::from_secs(30),
+        |_| d.get_json("/api/plans").1 == json!([]),
+    );
+    let (_, users) = gitlab.api("GET", "users?username=dev1", None);
+    assert_eq!(users.as_array().unwrap().len(), 1);
+    assert_no_changes(&gitlab, dir.path());
+    let audit = std::fs::read_to_string(dir.path().join(".reconcile/audit.jsonl")).unwrap();
+    assert!(
+        audit.contains(r#""event":"approve","by":"alice""#),
+        "{audit}"
+    );
+    assert!(!audit.contains("tok-"), "tokens never reach the audit log");
+    assert!(!d.log().contains("tok-"), "tokens are never logged");
+}
+
+#[test]
+fn report_policy_changes_nothing_and_notifies() {
+    let (gitlab, dir) = world("report", "");
+    converge(&gitlab, dir.path());
+    set_force_push(&gitlab);
+    let hook = Webhook::start(0);
+    let env = [("RECONCILE_WEBHOOK_URL", hook.url.clone())];
+    let writes_before = writes(&gitlab);
+    for _ in 0..2 {
+        let once = gitlab.reconcile(dir.path(), &["daemon", "--once"], &env);
+        assert_eq!(once.status.code(), Some(0), "{}", text(&once.stderr));
+    }
+    assert!(force_push(&gitlab), "report must not correct");
+    assert_eq!(writes(&gitlab), writes_before, "report writes nothing");
+    let message = hook.wait_for("drift in gitlab", Duration::from_secs(10));
+    assert!(
+        message.contains("policy `report`, nothing changed"),
+        "{message}"
+    );
+    assert!(
+        message.contains("gitlab.protected_branch/root/app/main (update: allow_force_push)"),
+        "{message}"
+    );
+}
+
+#[test]
+fn sigterm_during_an_apply_finishes_the_step_and_the_next_run_converges() {
+    let (gitlab, dir) = world("correct", "");
+    gitlab.set_faults(Faults {
+        latency_ms: 300,
+        ..Faults::default()
+    });
+    let mut d = daemon(&gitlab, dir.path(), "1h", &[]);
+    let start = std::time::Instant::now();
+    while !d.log().contains("Applied") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no step applied:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = d.terminate();
+    let log = d.log();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("shutdown requested"), "{log}");
+    assert!(
+        log.contains("not started: shutdown requested"),
+        "the rest was skipped: {log}"
+    );
+    assert!(
+        !dir.path().join(".reconcile/lock").exists(),
+        "the lock is released"
+    );
+    gitlab.clear_faults();
+    let once = gitlab.reconcile(dir.path(), &["daemon", "--once"], &[]);
+    assert_eq!(once.status.code(), Some(0), "{}", text(&once.stderr));
+    assert_no_changes(&gitlab, dir.path());
+    let (_, users) = gitlab.api("GET", "users?username=dev1", None);
+    assert_eq!(users.as_array().unwrap().len(), 1, "no duplicate");
+    let (_, vars) = gitlab.api("GET", "projects/root%2Fapp/variables", None);
+    assert_eq!(vars.as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn failing_gitlab_is_backed_off_from_and_recovery_is_noticed() {
+    let (gitlab, dir) = world("correct", "");
+    converge(&gitlab, dir.path());
+    gitlab.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    let hook = Webhook::start(0);
+    let d = daemon(
+        &gitlab,
+        dir.path(),
+        "200ms",
+        &[("RECONCILE_WEBHOOK_URL", hook.url.clone())],
+    );
+    let failing = d.wait("three failed cycles", Duration::from_secs(60), |r| {
+        r["consecutive_failures"].as_u64().unwrap_or(0) >= 3
+    });
+    // 200 ms doubled per failure: at least 1.6 s (minus jitter) after three.
+    let next = failing["next_cycle_in_seconds"].as_f64().unwrap();
+    assert!(next >= 1.4, "no backoff: {failing}");
+    assert_eq!(failing["last_cycle"]["outcome"], "failed");
+    let unhealthy = hook.wait_for("unhealthy", Duration::from_secs(10));
+    assert!(
+        unhealthy.contains("3 cycles failed in a row"),
+        "{unhealthy}"
+    );
+    assert!(d.metric("reconcile_api_errors_total", &[("provider", "gitlab")]) > 3.0);
+    assert!(d.metric("reconcile_cycles_total", &[("outcome", "failed")]) >= 3.0);
+    gitlab.clear_faults();
+    set_force_push(&gitlab);
+    d.wait("recovery", Duration::from_secs(60), |r| {
+        r["consecutive_failures"] == 0 && r["last_cycle"]["outcome"] == "converged"
+    });
+    assert!(!force_push(&gitlab));
+    hook.wait_for("recovered", Duration::from_secs(10));
+}
+
+#[test]
+fn invalid_desired_state_fails_the_cycle_and_writes_nothing() {
+    let (gitlab, dir) = world("correct", "");
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "users:\n  - {username: x, nmae: X}\n",
+    )
+    .unwrap();
+    let once = gitlab.reconcile(dir.path(), &["daemon", "--once"], &[]);
+    assert_eq!(once.status.code(), Some(1));
+    let stderr = text(&once.stderr);
+    assert!(stderr.contains("bad.yaml:2:"), "{stderr}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert_eq!(writes(&gitlab), 0);
+}
