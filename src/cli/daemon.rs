@@ -34,6 +34,10 @@ pub struct DaemonArgs {
     /// Address of the HTTP endpoints (health, metrics, plans).
     #[arg(long, env = "RECONCILE_LISTEN", default_value = "127.0.0.1:9090")]
     pub listen: SocketAddr,
+    /// How often the desired state is checked for a change between cycles (a change starts a
+    /// cycle at once).
+    #[arg(long, env = "RECONCILE_PROBE_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub probe_interval: Duration,
     /// Run one cycle and exit: 0 converged, 2 plans held for approval, 1 failure.
     #[arg(long)]
     pub once: bool,
@@ -90,6 +94,7 @@ pub fn run(args: &DaemonArgs) -> Exit {
     let options = Options {
         source,
         interval: args.interval,
+        probe_interval: args.probe_interval,
         listen: (!args.once).then_some(args.listen),
         once: args.once,
         state_dir,

@@ -148,3 +148,139 @@ impl Marks {
         self.marks.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Action, Step};
+
+    fn config() -> Config {
+        serde_json::from_value(serde_json::json!({
+            "gitlab": {"url": "http://gitlab.invalid"},
+            "environments": {
+                "staging": {},
+                "production": {"promote_from": "staging"},
+                "qa": {"drift": "report"},
+            },
+        }))
+        .unwrap()
+    }
+
+    fn step(address: Address, depends_on: &[Address]) -> Step {
+        Step {
+            scope: address.scope_name(),
+            address,
+            action: Action::Update,
+            changes: Vec::new(),
+            desired: Default::default(),
+            precondition: String::new(),
+            depends_on: depends_on.to_vec(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn service(env: &str) -> Address {
+        Address::Service {
+            env: env.into(),
+            service: "app".into(),
+        }
+    }
+
+    fn task(env: &str) -> Address {
+        Address::TaskDefinition {
+            env: env.into(),
+            service: "app".into(),
+        }
+    }
+
+    fn plan(steps: Vec<Step>) -> Plan {
+        Plan {
+            format: crate::plan::FORMAT,
+            revision: "content:x".into(),
+            created_at: String::new(),
+            author: String::new(),
+            steps,
+            unmanaged: Vec::new(),
+            blocked: Vec::new(),
+            policies: Vec::new(),
+            overrides: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn default_policies_per_scope() {
+        let c = config();
+        assert_eq!(c.drift_policy("gitlab"), DriftPolicy::Correct);
+        assert_eq!(c.drift_policy("staging"), DriftPolicy::Correct);
+        assert_eq!(c.drift_policy("production"), DriftPolicy::Hold);
+        assert_eq!(c.drift_policy("qa"), DriftPolicy::Report);
+    }
+
+    #[test]
+    fn steps_are_sorted_by_policy_and_marks_hold_back_dependents() {
+        let user = Address::User {
+            username: "dev1".into(),
+        };
+        let p = plan(vec![
+            step(user.clone(), &[]),
+            step(task("staging"), &[]),
+            step(service("staging"), &[task("staging")]),
+            step(service("production"), &[]),
+            step(service("qa"), &[]),
+        ]);
+        let d = decide(&p, &config(), &|a| *a == task("staging"));
+        assert_eq!(d.correct, BTreeSet::from([user]));
+        assert_eq!(
+            d.hold["production"],
+            BTreeSet::from([service("production")])
+        );
+        assert_eq!(d.report["qa"], BTreeSet::from([service("qa")]));
+        assert_eq!(
+            d.withheld.keys().cloned().collect::<Vec<_>>(),
+            [task("staging"), service("staging")]
+        );
+        assert!(d.withheld[&service("staging")].contains("depends on"));
+    }
+
+    #[test]
+    fn policy_errors_withhold_their_scope_only() {
+        let mut p = plan(vec![
+            step(service("staging"), &[]),
+            step(service("qa"), &[]),
+        ]);
+        p.policies.push(crate::policy::Finding {
+            rule: "production_circuit_breaker".into(),
+            severity: Severity::Error,
+            address: service("staging"),
+            message: String::new(),
+            location: String::new(),
+        });
+        let d = decide(&p, &config(), &|_| false);
+        assert!(d.correct.is_empty());
+        assert!(d.withheld[&service("staging")].contains("compliance"));
+        assert!(d.report.contains_key("qa"));
+    }
+
+    #[test]
+    fn marks_back_off_and_are_forgotten_on_convergence() {
+        let a = service("staging");
+        let mut marks = Marks::default();
+        marks.mark(&a, 10, "still differs".into());
+        assert!(marks.withheld(&a, 11));
+        assert!(!marks.withheld(&a, 12), "retried 2 cycles later");
+        marks.mark(&a, 12, "still differs".into());
+        assert!(marks.withheld(&a, 15));
+        assert!(!marks.withheld(&a, 16), "then 4 cycles later");
+        for _ in 0..10 {
+            marks.mark(&a, 100, "x".into());
+        }
+        assert!(
+            marks.withheld(&a, 163) && !marks.withheld(&a, 164),
+            "at most 64 cycles"
+        );
+        marks.keep_only(&plan(vec![step(a.clone(), &[])]));
+        assert_eq!(marks.len(), 1);
+        marks.keep_only(&plan(Vec::new()));
+        assert!(marks.is_empty());
+    }
+}

@@ -32,7 +32,7 @@ use crate::lock::{Lock, LockError};
 use crate::pipeline::{self, PipelineError, Planned, Settings};
 use crate::plan::{Plan, render};
 use crate::secret::SecretValue;
-use crate::spec::config::Config;
+use crate::spec::config::{Config, DriftPolicy};
 use decide::{Decision, Marks, decide};
 use held::Held;
 use notify::Notifier;
@@ -44,6 +44,8 @@ const UNHEALTHY_AFTER: u32 = 3;
 pub struct Options {
     pub source: Source,
     pub interval: Duration,
+    /// Checks of the desired state for a change between cycles.
+    pub probe_interval: Duration,
     /// HTTP endpoints; none with `--once`.
     pub listen: Option<SocketAddr>,
     pub once: bool,
@@ -317,7 +319,7 @@ impl Daemon {
 
     /// Waits for the next cycle: the delay, a spec change, an approved plan, or shutdown.
     async fn wait(&self, delay: Duration) -> &'static str {
-        let poll = self.options.interval.min(Duration::from_secs(15));
+        let poll = self.options.interval.min(self.options.probe_interval);
         let changed = async {
             loop {
                 tokio::time::sleep(poll).await;
@@ -365,7 +367,7 @@ impl Daemon {
         };
         planned.plan.author = "reconcile-daemon".into();
         cycle.revision = Some(planned.plan.revision.clone());
-        let config = Arc::new(planned.state.config.clone());
+        let config = Arc::new(held_gates(&planned.state.config));
         self.shared.status.lock().unwrap().config = Some(Arc::clone(&config));
         for b in &planned.plan.blocked {
             tracing::warn!(address = %b.address, reason = %b.reason, "Cannot plan");
@@ -698,6 +700,26 @@ impl Daemon {
             }
         }
     }
+}
+
+/// The configuration with which held plans are approved: a `hold` scope without a gate still
+/// needs one approval (anyone's), or holding would mean nothing.
+pub fn held_gates(config: &Config) -> Config {
+    let mut config = config.clone();
+    if config.drift_policy("gitlab") == DriftPolicy::Hold {
+        config.gitlab.approval.required = config.gitlab.approval.required.max(1);
+    }
+    let held: Vec<String> = config
+        .environments
+        .keys()
+        .filter(|env| config.drift_policy(env) == DriftPolicy::Hold)
+        .cloned()
+        .collect();
+    for env in held {
+        let gate = &mut config.environments.get_mut(&env).expect("listed").approval;
+        gate.required = gate.required.max(1);
+    }
+    config
 }
 
 /// The delay before the next cycle: the interval with ±10 % jitter; after `failures` failed

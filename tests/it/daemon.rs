@@ -362,3 +362,162 @@ fn invalid_desired_state_fails_the_cycle_and_writes_nothing() {
     assert!(stderr.contains("nothing was changed"), "{stderr}");
     assert_eq!(writes(&gitlab), 0);
 }
+
+/// The example over moto: staging (`correct`) is put back at once, production (`hold`) gets a
+/// held plan and is not touched; exit 2.
+#[test]
+fn example_staging_is_corrected_and_production_held() {
+    use crate::support::aws::{Workspace, example_seed, service, set_desired_count};
+    use crate::support::moto::Moto;
+    let moto = Moto::start();
+    example_seed(&moto);
+    let gitlab = Gitlab::start();
+    let ws = Workspace::example();
+    let run = |args: &[&str]| ws.reconcile(args, &gitlab.url(), &moto);
+    // Production is promoted from staging: staging first.
+    for scope in ["gitlab", "staging", "production"] {
+        let out = run(&["apply", "--auto-approve", "--env", scope]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    let staging = (
+        "cloud-design-cluster-staging",
+        "billing-app-service-staging",
+    );
+    let production = (
+        "cloud-design-cluster-prod",
+        "billing-app-service-production",
+    );
+    set_desired_count(&moto, staging.0, staging.1, 3);
+    set_desired_count(&moto, production.0, production.1, 5);
+    let once = run(&["daemon", "--once"]);
+    assert_eq!(once.status.code(), Some(2), "{}", text(&once.stderr));
+    assert_eq!(
+        service(&moto, staging.0, staging.1).unwrap().1,
+        1,
+        "staging corrected"
+    );
+    assert_eq!(
+        service(&moto, production.0, production.1).unwrap().1,
+        5,
+        "production untouched"
+    );
+    let held =
+        std::fs::read_to_string(ws.dir().join(".reconcile/held/production.plan.json")).unwrap();
+    let plan = reconcile::plan::Plan::from_file(&held).unwrap();
+    let steps: Vec<String> = plan
+        .steps
+        .iter()
+        .map(|s| format!("{} {}", s.address, s.changed_fields()))
+        .collect();
+    assert_eq!(
+        steps,
+        ["aws.ecs_service/production/billing-app desired_count"]
+    );
+    assert!(!ws.dir().join(".reconcile/held/staging.plan.json").exists());
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+}
+
+/// `--git URL --branch B`: the desired state is fetched each cycle, a pushed change starts a
+/// cycle without waiting for the interval, and the plan records the commit.
+#[test]
+fn git_source_is_fetched_and_a_push_starts_a_cycle() {
+    let gitlab = Gitlab::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let remote = tmp.path().join("remote.git");
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(work.join("desired")).unwrap();
+    git(
+        tmp.path(),
+        &[
+            "init",
+            "--quiet",
+            "--bare",
+            "-b",
+            "main",
+            remote.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(work.join("desired/reconcile.yaml"), config("correct", "")).unwrap();
+    std::fs::write(work.join("desired/gitlab.yaml"), fixture(false)).unwrap();
+    git(&work, &["init", "--quiet", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "--quiet", "-m", "desired state"]);
+    git(
+        &work,
+        &["push", "--quiet", remote.to_str().unwrap(), "main"],
+    );
+    let url = format!("file://{}", remote.display());
+    let state = tmp.path().join("state");
+    let cmd = gitlab.base_command(
+        &[
+            "daemon",
+            "--git",
+            &url,
+            "--branch",
+            "main",
+            "--subdir",
+            "desired",
+            "--interval",
+            "1h",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[
+            ("RECONCILE_STATE_DIR", state.display().to_string()),
+            ("RECONCILE_PROBE_INTERVAL", "100ms".into()),
+        ],
+    );
+    let d = Daemon::start(cmd);
+    let first = d.wait_cycles(1);
+    assert_eq!(first["last_cycle"]["outcome"], "corrected", "{first}");
+    assert!(
+        first["last_cycle"]["revision"]
+            .as_str()
+            .unwrap()
+            .starts_with("git:"),
+        "{first}"
+    );
+    let (_, project) = gitlab.api("GET", "projects/root%2Fapp", None);
+    assert_eq!(project["description"], "The app");
+
+    let spec = work.join("desired/gitlab.yaml");
+    let text_now = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text_now.replace("description: The app", "description: The new app"),
+    )
+    .unwrap();
+    git(&work, &["commit", "--quiet", "-am", "new description"]);
+    git(
+        &work,
+        &["push", "--quiet", remote.to_str().unwrap(), "main"],
+    );
+    // The interval is an hour: only the push can start this cycle.
+    let second = d.wait_cycles(1);
+    assert_eq!(second["last_cycle"]["outcome"], "corrected", "{second}");
+    assert_ne!(
+        second["last_cycle"]["revision"],
+        first["last_cycle"]["revision"]
+    );
+    let (_, project) = gitlab.api("GET", "projects/root%2Fapp", None);
+    assert_eq!(project["description"], "The new app");
+    assert!(d.log().contains("Desired state changed"), "{}", d.log());
+}

@@ -87,10 +87,15 @@ impl Gitlab {
 
     /// The command `reconcile` would run, for starting it in the background.
     pub fn command(&self, dir: &Path, args: &[&str], extra_env: &[(&str, String)]) -> Command {
+        let mut cmd = self.base_command(args, extra_env);
+        cmd.arg("--dir").arg(dir);
+        cmd
+    }
+
+    /// `reconcile ARGS` against this emulator, without `--dir`.
+    pub fn base_command(&self, args: &[&str], extra_env: &[(&str, String)]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_reconcile"));
         cmd.args(args)
-            .arg("--dir")
-            .arg(dir)
             .env("NO_COLOR", "1")
             .env("GITLAB_URL", self.url())
             .env("GITLAB_TOKEN", TOKEN)
