@@ -420,6 +420,12 @@ fn example_staging_is_corrected_and_production_held() {
         ["aws.ecs_service/production/billing-app desired_count"]
     );
     assert!(!ws.dir().join(".reconcile/held/staging.plan.json").exists());
+    for secret in crate::support::aws::SECRET_VALUES {
+        assert!(
+            !text(&once.stderr).contains(secret) && !held.contains(secret),
+            "secret leaked"
+        );
+    }
 }
 
 fn git(dir: &Path, args: &[&str]) {
