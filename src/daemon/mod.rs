@@ -108,6 +108,7 @@ pub struct Shared {
     /// Wakes the loop (a held plan got its last approval).
     pub wake: tokio::sync::Notify,
     pub interval: Duration,
+    /// The bound address of the HTTP endpoints.
     pub listen: Option<SocketAddr>,
 }
 
@@ -123,6 +124,18 @@ pub async fn run(options: Options) -> Result<u8, String> {
         crate::metrics::describe();
         Some(handle)
     };
+    let listener = match options.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let bound = match &listener {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         status: Mutex::new(Status::default()),
         held: tokio::sync::Mutex::new(Held::new(&options.state_dir)),
@@ -131,16 +144,12 @@ pub async fn run(options: Options) -> Result<u8, String> {
         state_dir: options.state_dir.clone(),
         wake: tokio::sync::Notify::new(),
         interval: options.interval,
-        listen: options.listen,
+        listen: bound,
     });
     let stop = CancellationToken::new();
     tokio::spawn(signals(stop.clone()));
-    let server = match options.listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    let server = match (listener, bound) {
+        (Some(listener), Some(bound)) => {
             eprintln!("reconcile daemon: listening on http://{bound}");
             let app = http::router(Arc::clone(&shared));
             let stop = stop.clone();
@@ -150,7 +159,7 @@ pub async fn run(options: Options) -> Result<u8, String> {
                     .await;
             }))
         }
-        None => None,
+        _ => None,
     };
     let notifier = Notifier::start(
         options.webhook.clone(),
@@ -169,6 +178,7 @@ pub async fn run(options: Options) -> Result<u8, String> {
         revision: None,
         reported: BTreeMap::new(),
         last_error: None,
+        differing: Default::default(),
     };
     let code = daemon.run_loop().await;
     stop.cancel();
@@ -208,6 +218,8 @@ struct Daemon {
     reported: BTreeMap<String, String>,
     /// The last failure notified (not repeated every cycle).
     last_error: Option<String>,
+    /// Addresses that differed in the last planned cycle.
+    differing: std::collections::BTreeSet<crate::address::Address>,
 }
 
 /// What one cycle did.
@@ -382,9 +394,18 @@ impl Daemon {
         }
         self.marks.keep_only(&planned.plan);
         cycle.drift = planned.plan.steps.len();
+        // Counted when a difference appears, not again each cycle it stays (held, reported).
         for step in &planned.plan.steps {
-            counter!("reconcile_drift_found_total", "kind" => step.address.kind(), "env" => step.scope.clone()).increment(1);
+            if !self.differing.contains(&step.address) {
+                counter!("reconcile_drift_found_total", "kind" => step.address.kind(), "env" => step.scope.clone()).increment(1);
+            }
         }
+        self.differing = planned
+            .plan
+            .steps
+            .iter()
+            .map(|s| s.address.clone())
+            .collect();
         let decision = decide(&planned.plan, &config, &|a| self.marks.withheld(a, number));
         for (address, why) in &decision.withheld {
             tracing::warn!(%address, why, "Withheld");
@@ -627,19 +648,30 @@ impl Daemon {
         cycle: &mut Cycle,
     ) {
         let mut corrected = Vec::new();
+        let mut approved_lines: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         let mut failed = Vec::new();
+        let approved_scope = |a: &crate::address::Address| {
+            approved
+                .iter()
+                .find(|h| h.plan.steps.iter().any(|s| &s.address == a))
+                .map(|h| h.scope.as_str())
+        };
         for step in &planned.plan.steps {
             match report.outcomes.get(&step.address) {
                 Some(Outcome::Applied) => {
                     counter!("reconcile_apply_steps_total", "outcome" => "applied").increment(1);
                     if !report.not_converged.contains_key(&step.address) {
                         counter!("reconcile_drift_corrected_total", "kind" => step.address.kind(), "env" => step.scope.clone()).increment(1);
-                        corrected.push(format!(
+                        let line = format!(
                             "• {} ({}: {})",
                             step.address,
                             step.action.as_str(),
                             step.changed_fields()
-                        ));
+                        );
+                        match approved_scope(&step.address) {
+                            Some(scope) => approved_lines.entry(scope).or_default().push(line),
+                            None => corrected.push(line),
+                        }
                     }
                 }
                 Some(Outcome::Failed(why)) => {
@@ -673,6 +705,17 @@ impl Daemon {
                 "reconcile: drift corrected ({} change(s)):\n{}",
                 corrected.len(),
                 corrected.join("\n")
+            ));
+        }
+        for (scope, lines) in &approved_lines {
+            let hash = approved
+                .iter()
+                .find(|h| h.scope == *scope)
+                .map_or("", |h| h.hash.as_str());
+            self.notifier.send(format!(
+                "reconcile: approved plan {hash} for {scope} applied ({} change(s)):\n{}",
+                lines.len(),
+                lines.join("\n")
             ));
         }
         if !failed.is_empty() {

@@ -236,6 +236,13 @@ fn hold_policy_waits_for_an_http_approval_and_refuses_wrong_tokens() {
     let (_, users) = gitlab.api("GET", "users?username=dev1", None);
     assert_eq!(users.as_array().unwrap().len(), 1);
     assert_no_changes(&gitlab, dir.path());
+    let applied = hook.wait_for("approved plan", Duration::from_secs(10));
+    assert!(
+        applied.contains(&format!(
+            "approved plan {hash} for gitlab applied (9 change(s))"
+        )),
+        "{applied}"
+    );
     let audit = std::fs::read_to_string(dir.path().join(".reconcile/audit.jsonl")).unwrap();
     assert!(
         audit.contains(r#""event":"approve","by":"alice""#),
