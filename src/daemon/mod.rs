@@ -498,7 +498,18 @@ impl Daemon {
         let max_age =
             humantime::parse_duration(&config.plan.max_age).unwrap_or(Duration::from_secs(86_400));
         let mut approved = Vec::new();
+        // A scope with unreadable resources is left as it is: a failed read is never "no
+        // change needed" (its held plan and approvals stay).
+        let unreadable: std::collections::BTreeSet<String> = plan
+            .blocked
+            .iter()
+            .map(|b| b.address.scope_name())
+            .collect();
         for existing in store.list() {
+            if unreadable.contains(&existing.scope) {
+                cycle.held += 1;
+                continue;
+            }
             if !decision.hold.contains_key(&existing.scope) {
                 tracing::info!(scope = %existing.scope, "Held plan no longer needed: removed");
                 crate::audit::append(
@@ -513,6 +524,9 @@ impl Daemon {
             }
         }
         for (scope, addresses) in &decision.hold {
+            if unreadable.contains(scope) {
+                continue;
+            }
             let fresh = plan.part(|s| addresses.contains(&s.address));
             let existing = store.get(scope);
             let keep = existing.as_ref().is_some_and(|e| {

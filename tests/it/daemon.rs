@@ -534,3 +534,42 @@ fn git_source_is_fetched_and_a_push_starts_a_cycle() {
     assert_eq!(project["description"], "The new app");
     assert!(d.log().contains("Desired state changed"), "{}", d.log());
 }
+
+/// A held plan survives a cycle that cannot read GitLab (a failed read is not "no change
+/// needed"), keeps its approval (given with the CLI), and is applied once GitLab answers.
+#[test]
+fn held_plan_and_its_approval_survive_an_unreadable_cycle() {
+    let (gitlab, dir) = world("hold", ", approval: {required: 1, approvers: [alice]}");
+    let once = |code: i32| {
+        let out = gitlab.reconcile(dir.path(), &["daemon", "--once"], &[]);
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+    };
+    once(2);
+    let held = dir.path().join(".reconcile/held/gitlab.plan.json");
+    let before = std::fs::read_to_string(&held).unwrap();
+    let approve = gitlab.reconcile(
+        dir.path(),
+        &["approve", held.to_str().unwrap(), "--by", "alice"],
+        &[],
+    );
+    assert_eq!(approve.status.code(), Some(0), "{}", text(&approve.stderr));
+    gitlab.set_faults(Faults {
+        error_rate: 1.0,
+        ..Faults::default()
+    });
+    once(1);
+    assert_eq!(
+        std::fs::read_to_string(&held).unwrap(),
+        before,
+        "held plan kept"
+    );
+    assert!(
+        dir.path()
+            .join(".reconcile/held/gitlab.plan.json.approvals.json")
+            .is_file()
+    );
+    gitlab.clear_faults();
+    once(0);
+    assert!(!held.exists(), "applied and done");
+    assert_no_changes(&gitlab, dir.path());
+}
