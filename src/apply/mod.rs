@@ -12,10 +12,55 @@ use tokio_util::sync::CancellationToken;
 
 use crate::address::Address;
 use crate::graph::Graph;
-use crate::journal::{Event, Journal};
+use crate::journal::{Event, Interrupted, Journal};
 use crate::live::Desired;
+use crate::lock::{Lock, LockError};
 use crate::plan::{self, Action, FieldChange, Plan, Step};
 use crate::providers::Providers;
+
+/// What an apply holds while it runs: the lock of the state directory and this run's journal.
+pub struct Session {
+    pub lock: Lock,
+    pub journal: Journal,
+    /// Steps a dead earlier run started without a result; settled (this run reads them again).
+    pub interrupted: Vec<Interrupted>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("cannot open the journal in `{dir}`: {source}")]
+    Journal {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Session {
+    /// Takes the lock and opens a journal for run `<now>-<pid><tag>`.
+    pub fn open(state_dir: &std::path::Path, owner: &str, tag: &str) -> Result<Self, SessionError> {
+        let lock = Lock::acquire(state_dir, owner)?;
+        let run = format!(
+            "{}-{}{tag}",
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()),
+            std::process::id()
+        );
+        let journal = Journal::open(state_dir, run).map_err(|source| SessionError::Journal {
+            dir: state_dir.to_path_buf(),
+            source,
+        })?;
+        let interrupted = journal.interrupted();
+        if !interrupted.is_empty() {
+            let _ = journal.settle(&interrupted);
+        }
+        Ok(Self {
+            lock,
+            journal,
+            interrupted,
+        })
+    }
+}
 
 /// What happened to one step.
 #[derive(Clone, Debug, PartialEq, Eq)]

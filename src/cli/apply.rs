@@ -19,8 +19,7 @@ use super::{DirArgs, Exit};
 use crate::address::Address;
 use crate::apply::{self, ApplyReport, Outcome};
 use crate::approve::{self, Approvals};
-use crate::journal::Journal;
-use crate::lock::{Lock, LockError};
+use crate::lock::LockError;
 use crate::pipeline::{self, Settings};
 use crate::plan::{Plan, PromotionOverride, Step, render};
 use crate::spec::config::Config;
@@ -53,9 +52,9 @@ pub fn run(args: &ApplyArgs) -> Exit {
     };
     let state_dir = pipeline::state_dir(&args.dir.dir, &settings);
     super::runtime().block_on(async {
-        let lock = match Lock::acquire(&state_dir, &settings.user) {
-            Ok(lock) => lock,
-            Err(LockError::Held(holder)) => {
+        let session = match apply::Session::open(&state_dir, &settings.user, "") {
+            Ok(session) => session,
+            Err(apply::SessionError::Lock(LockError::Held(holder))) => {
                 eprintln!("error: another apply is running: {holder}\nhelp: wait for it to finish; a lock whose process is gone is reclaimed automatically");
                 return Exit::Error;
             }
@@ -64,24 +63,14 @@ pub fn run(args: &ApplyArgs) -> Exit {
                 return Exit::Error;
             }
         };
-        if let Some(previous) = &lock.reclaimed {
+        if let Some(previous) = &session.lock.reclaimed {
             eprintln!("warning: reclaimed the lock of an apply that is gone: {previous}");
         }
-        let run = format!("{}-{}", humantime::format_rfc3339_seconds(SystemTime::now()), std::process::id());
-        let journal = match Journal::open(&state_dir, run) {
-            Ok(j) => j,
-            Err(e) => {
-                eprintln!("error: cannot open the journal in `{}`: {e}", state_dir.display());
-                return Exit::Error;
-            }
-        };
-        let interrupted = journal.interrupted();
-        if !interrupted.is_empty() {
+        if !session.interrupted.is_empty() {
             eprintln!("An earlier apply was interrupted; these steps had started and their outcome is unknown (this run reads them again):");
-            for i in &interrupted {
+            for i in &session.interrupted {
                 eprintln!("  {} ({:?}) in run {} at {}", i.address, i.action, i.run, i.at);
             }
-            let _ = journal.settle(&interrupted);
         }
 
         let prepared = match pipeline::prepare(&args.dir.dir, &settings).await {
@@ -167,7 +156,7 @@ pub fn run(args: &ApplyArgs) -> Exit {
             crate::audit::append(&state_dir, "override", &settings.user, Some(&hash), "applied", Some(format!("{}/{}: {}", o.env, o.service, o.reason)));
         }
         let progress = Progress::new(planned.plan.steps.len());
-        let report = apply::run(&planned.plan, &planned.providers, &planned.desired, &planned.graph, Some(&journal), None, &|step, outcome| progress.step(step, outcome)).await;
+        let report = apply::run(&planned.plan, &planned.providers, &planned.desired, &planned.graph, Some(&session.journal), None, &|step, outcome| progress.step(step, outcome)).await;
         progress.finish();
         print_report(&report);
         eprintln!("API requests: {}", planned.providers.requests());
@@ -178,7 +167,7 @@ pub fn run(args: &ApplyArgs) -> Exit {
             _ => "failed",
         };
         crate::audit::append(&state_dir, "apply", &settings.user, Some(&hash), outcome, Some(format!("{} applied, {} failed, {} skipped, {} not converged", report.applied(), report.failed(), report.skipped(), report.not_converged.len())));
-        drop(lock);
+        drop(session);
         exit
     })
 }

@@ -126,10 +126,13 @@ impl Marks {
         m.why = why;
     }
 
-    /// Forgets marks of resources the plan no longer changes (they converged).
+    /// Forgets marks of resources the plan no longer changes (they converged); a resource that
+    /// could not be read keeps its mark.
     pub fn keep_only(&mut self, plan: &Plan) {
-        self.marks
-            .retain(|a, _| plan.steps.iter().any(|s| &s.address == a));
+        self.marks.retain(|a, _| {
+            plan.steps.iter().any(|s| &s.address == a)
+                || plan.blocked.iter().any(|b| &b.address == a)
+        });
     }
 
     pub fn clear(&mut self) {
@@ -280,6 +283,13 @@ mod tests {
         );
         marks.keep_only(&plan(vec![step(a.clone(), &[])]));
         assert_eq!(marks.len(), 1);
+        let mut unreadable = plan(Vec::new());
+        unreadable.blocked.push(crate::plan::Blocked {
+            address: a.clone(),
+            reason: "GitLab answered 500".into(),
+        });
+        marks.keep_only(&unreadable);
+        assert_eq!(marks.len(), 1, "a failed read is not convergence");
         marks.keep_only(&plan(Vec::new()));
         assert!(marks.is_empty());
     }

@@ -27,8 +27,7 @@ use metrics::{counter, gauge};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{self, ApplyReport, Outcome};
-use crate::journal::Journal;
-use crate::lock::{Lock, LockError};
+use crate::lock::LockError;
 use crate::pipeline::{self, PipelineError, Planned, Settings};
 use crate::plan::{Plan, render};
 use crate::secret::SecretValue;
@@ -400,12 +399,22 @@ impl Daemon {
                 counter!("reconcile_drift_found_total", "kind" => step.address.kind(), "env" => step.scope.clone()).increment(1);
             }
         }
+        // An unreadable resource keeps what was known of it.
+        let unread: Vec<_> = planned
+            .plan
+            .blocked
+            .iter()
+            .map(|b| &b.address)
+            .filter(|a| self.differing.contains(*a))
+            .cloned()
+            .collect();
         self.differing = planned
             .plan
             .steps
             .iter()
             .map(|s| s.address.clone())
             .collect();
+        self.differing.extend(unread);
         let decision = decide(&planned.plan, &config, &|a| self.marks.withheld(a, number));
         for (address, why) in &decision.withheld {
             tracing::warn!(%address, why, "Withheld");
@@ -580,9 +589,9 @@ impl Daemon {
         cycle: &mut Cycle,
     ) -> Option<ApplyReport> {
         let state_dir = &self.options.state_dir;
-        let lock = match Lock::acquire(state_dir, "reconcile daemon") {
-            Ok(lock) => lock,
-            Err(LockError::Held(holder)) => {
+        let session = match apply::Session::open(state_dir, "reconcile daemon", "-daemon") {
+            Ok(session) => session,
+            Err(apply::SessionError::Lock(LockError::Held(holder))) => {
                 cycle.errors.push(format!(
                     "another apply is running ({holder}); corrections wait for the next cycle"
                 ));
@@ -593,33 +602,16 @@ impl Daemon {
                 return None;
             }
         };
-        let run = format!(
-            "{}-{}-daemon",
-            humantime::format_rfc3339_seconds(SystemTime::now()),
-            std::process::id()
-        );
-        let journal = match Journal::open(state_dir, run) {
-            Ok(j) => j,
-            Err(e) => {
-                cycle.errors.push(format!(
-                    "cannot open the journal in `{}`: {e}",
-                    state_dir.display()
-                ));
-                return None;
-            }
-        };
-        let interrupted = journal.interrupted();
-        for i in &interrupted {
+        for i in &session.interrupted {
             tracing::warn!(address = %i.address, run = %i.run, "An earlier apply was interrupted at this step; it is read again");
         }
-        let _ = journal.settle(&interrupted);
         let part = planned.plan.part(|s| to_apply.contains(&s.address));
         let report = apply::run(
             &part,
             &planned.providers,
             &planned.desired,
             &planned.graph,
-            Some(&journal),
+            Some(&session.journal),
             Some(&self.stop),
             &|step, outcome| match outcome {
                 Outcome::Applied => tracing::info!(address = %step.address, action = step.action.as_str(), fields = %step.changed_fields(), "Applied"),
@@ -646,7 +638,7 @@ impl Daemon {
                 report.not_converged.len()
             )),
         );
-        drop(lock);
+        drop(session);
         if self.stop.is_cancelled() {
             cycle.stopped = true;
         }
