@@ -1,5 +1,6 @@
-//! The one function that chains the stages: load → graph → resolve secrets → desired →
-//! observe → plan. The CLI and (later) the daemon call it; tests call it too.
+//! The one function that chains the stages: load → graph → preflight → resolve secrets →
+//! desired → observe → plan. The CLI and the daemon call it; tests call it too. Applying goes
+//! through [`crate::verify`] (from [`Prepared`]), never straight from a plan.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -7,15 +8,18 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::approve::{GitlabUser, VerifiedAuthor};
 use crate::graph::Graph;
 use crate::live::{Desired, LiveState};
-use crate::plan::{self, Plan};
+use crate::plan::{self, Author, AuthorVia, CiOrigin, GateChange, Plan};
+use crate::providers::gitlab::identity::{self, Identity, Needs};
 use crate::providers::gitlab::{ClientOptions, Gitlab, GitlabClient, SecretValues};
 use crate::providers::{Providers, aws};
 use crate::secret::{FingerprintKey, SecretValue};
 use crate::spec::diagnostic::Diagnostic;
 use crate::spec::variable::SecretSource;
 use crate::spec::{DesiredState, SpecErrors};
+use crate::trust::Trusted;
 
 /// Settings read from the process environment (injected, so tests never mutate it).
 #[derive(Clone, Debug, Default)]
@@ -35,7 +39,15 @@ pub struct Settings {
     pub state_dir: Option<std::path::PathBuf>,
     /// `plan --promotion-override ENV/SERVICE=REASON`: recorded in the plan.
     pub overrides: Vec<plan::PromotionOverride>,
+    /// The GitLab CI job this runs in (`CI_JOB_TOKEN`): plans made here name it and its user.
+    pub ci: Option<CiJobToken>,
+    /// Whether this run writes (apply, the daemon): preflight then requires the `api` scope.
+    pub write: bool,
 }
+
+/// `CI_JOB_TOKEN` of the job this process runs in.
+#[derive(Clone, Debug)]
+pub struct CiJobToken(pub SecretValue);
 
 impl Settings {
     /// From an environment lookup (`std::env::var` in the binary).
@@ -58,6 +70,8 @@ impl Settings {
             client,
             scope: None,
             overrides: Vec::new(),
+            ci: secret("CI_JOB_TOKEN").map(CiJobToken),
+            write: false,
             state_dir: get("RECONCILE_STATE_DIR")
                 .filter(|v| !v.is_empty())
                 .map(Into::into),
@@ -69,6 +83,24 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The reconcile key: fingerprints of secrets, attestations of authors, daemon approvals
+    /// and approved applies. `RECONCILE_FINGERPRINT_KEY`, else derived from `GITLAB_TOKEN`.
+    pub fn key(&self) -> Option<FingerprintKey> {
+        self.fingerprint_key
+            .as_ref()
+            .or(self.gitlab_token.as_ref())
+            .map(|m| FingerprintKey::new(m.expose()))
+    }
+
+    /// GitLab's base URL: `GITLAB_URL`, else `reconcile.yaml`.
+    pub fn gitlab_url(&self, state: &DesiredState) -> String {
+        self.gitlab_url
+            .clone()
+            .unwrap_or_else(|| state.config.gitlab.url.clone())
+    }
+}
+
 /// Why a plan could not be made.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -76,6 +108,10 @@ pub enum PipelineError {
     Spec(SpecErrors),
     #[error("{0}")]
     Config(String),
+    /// A system a scope needs cannot be used (unreachable, wrong URL, token or account):
+    /// nothing was read or written.
+    #[error("{0}")]
+    Preflight(String),
 }
 
 /// Everything a plan was computed from, for apply and reporting.
@@ -88,6 +124,12 @@ pub struct Planned {
     pub plan: Plan,
     /// The AWS provider (also in `providers`), for the promotion rule.
     pub aws: Option<Arc<aws::Aws>>,
+    /// The GitLab provider (also in `providers`), for identities.
+    pub gitlab: Option<Arc<Gitlab>>,
+    /// The token's user, when preflight asked GitLab.
+    pub identity: Option<Identity>,
+    /// The verified records of approved applies (gate changes, drift corrections).
+    pub trusted: Trusted,
 }
 
 /// Loads, validates and orders the desired state (pure; contacts nothing).
@@ -142,19 +184,148 @@ fn content_revision(state: &DesiredState) -> String {
 
 /// Connects to GitLab with the settings.
 pub fn gitlab(state: &DesiredState, settings: &Settings) -> Result<Gitlab, PipelineError> {
-    let url = settings
-        .gitlab_url
-        .clone()
-        .unwrap_or_else(|| state.config.gitlab.url.clone());
+    let url = settings.gitlab_url(state);
     let token = settings.gitlab_token.clone().ok_or_else(|| {
         PipelineError::Config(
             "GITLAB_TOKEN is not set: export the token of a GitLab admin user".into(),
         )
     })?;
-    let key = FingerprintKey::new(settings.fingerprint_key.as_ref().unwrap_or(&token).expose());
+    let key = settings.key().expect("a token gives a key");
     let client = GitlabClient::new(&url, token, settings.client.clone())
         .map_err(|e| PipelineError::Config(e.to_string()))?;
     Ok(Gitlab::new(client, key))
+}
+
+/// A GitLab client for identity lookups (approval proofs) when the run's scope did not
+/// build the GitLab provider; `None` without a token.
+pub fn directory_client(state: &DesiredState, settings: &Settings) -> Option<GitlabClient> {
+    let token = settings.gitlab_token.clone()?;
+    GitlabClient::new(&settings.gitlab_url(state), token, settings.client.clone()).ok()
+}
+
+/// Who makes this plan, as GitLab says: the user of the CI job this runs in, else the owner
+/// of the GitLab token (already known from preflight, or asked now). Without either, the
+/// author is unverified (and gates that forbid self-approval will refuse the plan).
+pub async fn author(
+    state: &DesiredState,
+    settings: &Settings,
+    known: Option<&Identity>,
+) -> Result<(Author, Option<CiOrigin>), PipelineError> {
+    let url = settings.gitlab_url(state);
+    if let Some(ci) = &settings.ci {
+        let job = identity::current_job(&url, ci.0.clone())
+            .await
+            .map_err(PipelineError::Preflight)?;
+        return Ok((
+            Author {
+                username: job.user.username,
+                user_id: Some(job.user.id),
+                via: AuthorVia::CiJob,
+            },
+            Some(CiOrigin {
+                project_id: job.project_id,
+                pipeline_id: job.pipeline_id,
+                job_id: job.id,
+            }),
+        ));
+    }
+    let user: Option<GitlabUser> = match (known, &settings.gitlab_token) {
+        (Some(i), _) => Some(i.user.clone()),
+        (None, Some(token)) => identity::token_owner(&url, token.clone())
+            .await
+            .map_err(|e| {
+                PipelineError::Preflight(format!(
+                    "cannot ask GitLab at {url} who owns GITLAB_TOKEN: {e}"
+                ))
+            })?,
+        (None, None) => None,
+    };
+    Ok((
+        match user {
+            Some(u) => Author {
+                username: u.username,
+                user_id: Some(u.id),
+                via: AuthorVia::Token,
+            },
+            None => Author::unverified("no GitLab token"),
+        },
+        None,
+    ))
+}
+
+/// The author as this process knows it (made now, so no proof is needed to believe it).
+pub fn verified_author(author: &Author) -> VerifiedAuthor {
+    match (author.via, author.user_id) {
+        (AuthorVia::Token | AuthorVia::CiJob, Some(id)) => VerifiedAuthor::Known(GitlabUser {
+            id,
+            username: author.username.clone(),
+        }),
+        _ => VerifiedAuthor::Unknown("no GitLab identity".into()),
+    }
+}
+
+/// The attestation of a plan's author for its file, when the author is the token owner.
+pub fn author_attestation(plan: &Plan, settings: &Settings) -> Option<String> {
+    (plan.author.via == AuthorVia::Token).then_some(())?;
+    let key = settings.key()?;
+    Some(key.attest(
+        crate::approve::proof::AUTHOR_ATTESTATION,
+        plan.hash().as_bytes(),
+    ))
+}
+
+/// Digest of each covered scope's desired state: its resources (secrets as fingerprints) and
+/// its prune settings.
+pub fn digests(
+    desired: &[Desired],
+    prune: &plan::Prune,
+    covered: &BTreeSet<String>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut hashers: std::collections::BTreeMap<String, Sha256> =
+        covered.iter().map(|s| (s.clone(), Sha256::new())).collect();
+    let mut sorted: Vec<&Desired> = desired.iter().collect();
+    sorted.sort_by(|a, b| a.address.cmp(&b.address));
+    for d in sorted {
+        if let Some(h) = hashers.get_mut(&d.address.scope_name()) {
+            h.update(serde_json::to_vec(&d.address).expect("address serialises"));
+            h.update(serde_json::to_vec(&d.fields).expect("fields serialise"));
+            h.update([0]);
+        }
+    }
+    for (owner, kind) in prune {
+        if let Some(h) = hashers.get_mut(&owner.scope_name()) {
+            h.update(b"prune\0");
+            h.update(serde_json::to_vec(owner).expect("address serialises"));
+            h.update(kind.as_bytes());
+            h.update([0]);
+        }
+    }
+    hashers
+        .into_iter()
+        .map(|(s, h)| (s, format!("sha256:{}", &hex::encode(h.finalize())[..32])))
+        .collect()
+}
+
+/// Gates of covered scopes that `reconcile.yaml` changes since the recorded gate in force.
+pub fn gate_changes(
+    state: &DesiredState,
+    trusted: &Trusted,
+    covered: &BTreeSet<String>,
+) -> Vec<GateChange> {
+    covered
+        .iter()
+        .filter_map(|scope| {
+            let before = trusted.gate(scope)?;
+            let after = crate::approve::gate(&state.config, scope)
+                .cloned()
+                .unwrap_or_default();
+            (before != &after).then(|| GateChange {
+                scope: scope.clone(),
+                before: before.clone(),
+                after,
+            })
+        })
+        .collect()
 }
 
 /// Resolves the Secrets Manager values that GitLab variables take. A secret that cannot be
@@ -206,7 +377,7 @@ pub async fn resolve_secrets(state: &DesiredState) -> Result<SecretValues, Pipel
 }
 
 /// Everything up to observing: the validated state, its graph, the providers and the desired
-/// resources (secrets resolved, `--env` applied).
+/// resources (secrets resolved, `--env` applied), after preflight.
 pub struct Prepared {
     pub state: DesiredState,
     pub graph: Graph,
@@ -214,9 +385,15 @@ pub struct Prepared {
     pub desired: Vec<Desired>,
     pub prune: plan::Prune,
     pub aws: Option<Arc<aws::Aws>>,
+    pub gitlab: Option<Arc<Gitlab>>,
+    pub identity: Option<Identity>,
+    /// The scopes this run covers (digests and gate changes are computed for them).
+    pub covered: BTreeSet<String>,
+    pub trusted: Trusted,
 }
 
-/// Loads, resolves and builds the providers; reads no live state yet.
+/// Loads, checks the systems in scope (preflight), resolves and builds the providers; reads no
+/// managed resource yet.
 pub async fn prepare(dir: &Path, settings: &Settings) -> Result<Prepared, PipelineError> {
     let (state, graph) = load(dir)?;
     if let Some(scope) = &settings.scope {
@@ -235,19 +412,47 @@ pub async fn prepare(dir: &Path, settings: &Settings) -> Result<Prepared, Pipeli
             )));
         }
     }
-    // GitLab only when its scope is planned: `--env staging` needs no GitLab token.
-    let gitlab_in_scope = settings.scope.as_deref().is_none_or(|s| s == "gitlab");
-    let mut desired = Vec::new();
-    let mut list: Vec<Box<dyn crate::providers::Provider>> = Vec::new();
-    if gitlab_in_scope {
-        let gitlab = gitlab(&state, settings)?;
-        let secrets = resolve_secrets(&state).await?;
-        desired = gitlab.desired(&state, &secrets);
-        list.push(Box::new(gitlab));
-    }
-    let prune = Gitlab::prune(&state);
     aws::promotion::validate_overrides(&state, &settings.overrides)
         .map_err(PipelineError::Config)?;
+    // GitLab only when its scope is planned: `--env staging` needs no GitLab token.
+    let gitlab_in_scope = settings.scope.as_deref().is_none_or(|s| s == "gitlab");
+    let aws_in_scope = aws::Aws::in_scope(&state, settings.scope.as_deref());
+    let secrets_needed = gitlab_in_scope
+        && state
+            .projects
+            .iter()
+            .any(|p| p.spec.variables.items.iter().any(|v| v.from.is_some()));
+
+    // Preflight: each system once, before anything is read; one line on failure.
+    let mut gitlab_provider = None;
+    let mut known = None;
+    if gitlab_in_scope {
+        let gitlab = gitlab(&state, settings)?;
+        let found = gitlab
+            .preflight(Needs {
+                write: settings.write,
+            })
+            .await
+            .map_err(PipelineError::Preflight)?;
+        tracing::info!(user = %found.user.username, version = %found.version, "GitLab preflight passed");
+        known = Some(found);
+        gitlab_provider = Some(Arc::new(gitlab));
+    }
+    if aws_in_scope || secrets_needed {
+        let account = aws::preflight(state.config.aws.as_ref())
+            .await
+            .map_err(PipelineError::Preflight)?;
+        tracing::info!(account = %account, "AWS preflight passed");
+    }
+
+    let mut desired = Vec::new();
+    let mut list: Vec<Box<dyn crate::providers::Provider>> = Vec::new();
+    if let Some(gitlab) = &gitlab_provider {
+        let secrets = resolve_secrets(&state).await?;
+        desired = gitlab.desired(&state, &secrets);
+        list.push(Box::new(Arc::clone(gitlab)));
+    }
+    let prune = Gitlab::prune(&state);
     let mut aws_handle = None;
     // AWS only when services are in scope: GitLab-only desired states never build a client.
     if let Some((aws, wanted)) = aws::Aws::plan_part(&state, settings.scope.as_deref())
@@ -259,6 +464,23 @@ pub async fn prepare(dir: &Path, settings: &Settings) -> Result<Prepared, Pipeli
         aws_handle = Some(Arc::clone(&aws));
         list.push(Box::new(aws));
     }
+    let mut covered: BTreeSet<String> = desired.iter().map(|d| d.address.scope_name()).collect();
+    if gitlab_in_scope {
+        covered.insert("gitlab".into());
+    }
+    for env in state.config.environments.keys() {
+        if settings
+            .scope
+            .as_deref()
+            .is_none_or(|s| s == "aws" || s == env)
+        {
+            covered.insert(env.clone());
+        }
+    }
+    let (trusted, warnings) = Trusted::load(&state_dir(dir, settings), settings.key().as_ref());
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
     let providers = Providers::new(list);
     Ok(Prepared {
         state,
@@ -267,11 +489,16 @@ pub async fn prepare(dir: &Path, settings: &Settings) -> Result<Prepared, Pipeli
         desired,
         prune,
         aws: aws_handle,
+        gitlab: gitlab_provider,
+        identity: known,
+        covered,
+        trusted,
     })
 }
 
 impl Prepared {
-    /// Computes the plan from live state (pure), stamped with time and author.
+    /// Computes the plan from live state (pure), stamped with time, digests and gate changes;
+    /// the author is stamped by [`plan`].
     pub fn plan(self, live: LiveState, settings: &Settings) -> Planned {
         let Prepared {
             state,
@@ -280,6 +507,10 @@ impl Prepared {
             desired,
             prune,
             aws,
+            gitlab,
+            identity,
+            covered,
+            trusted,
         } = self;
         let mut plan = plan::compute(&revision(&state), &desired, &live, &graph, &prune, &|a| {
             providers.replace_note(a)
@@ -287,12 +518,13 @@ impl Prepared {
         aws::note_revisions(&mut plan, &desired);
         plan.created_at =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        plan.author = settings.user.clone();
         plan.policies = crate::policy::evaluate(&state);
         if let Some(scope) = &settings.scope {
             plan.policies.retain(|f| f.address.scope_name() == *scope);
         }
         plan.overrides = settings.overrides.clone();
+        plan.digests = digests(&desired, &prune, &covered);
+        plan.gate_changes = gate_changes(&state, &trusted, &covered);
         tracing::info!(
             steps = plan.steps.len(),
             blocked = plan.blocked.len(),
@@ -307,6 +539,9 @@ impl Prepared {
             live,
             plan,
             aws,
+            gitlab,
+            identity,
+            trusted,
         }
     }
 }
@@ -326,12 +561,25 @@ impl Planned {
     }
 }
 
-/// The whole plan pipeline: prepare, observe everything in scope, plan.
+/// The whole plan pipeline: prepare, observe everything in scope, plan, check the promotion
+/// rule, and stamp the author (asking GitLab only when needed: a plan of a gated scope, or
+/// GitLab in scope anyway).
 pub async fn plan(dir: &Path, settings: &Settings) -> Result<Planned, PipelineError> {
     let prepared = prepare(dir, settings).await?;
     let live = prepared.providers.observe(&prepared.desired).await;
     let mut planned = prepared.plan(live, settings);
     planned.check_promotion().await;
+    let gates = crate::approve::Gates::new(&planned.state.config, &planned.trusted);
+    let needs_author = planned.identity.is_some()
+        || settings.ci.is_some()
+        || !gates.gated(&planned.plan).is_empty();
+    if needs_author {
+        let (author, origin) = author(&planned.state, settings, planned.identity.as_ref()).await?;
+        planned.plan.author = author;
+        planned.plan.origin = origin;
+    } else {
+        planned.plan.author = Author::unverified("no GitLab identity needed");
+    }
     Ok(planned)
 }
 

@@ -62,6 +62,31 @@ impl FingerprintKey {
     }
 }
 
+impl FingerprintKey {
+    /// An attestation: HMAC-SHA256 of `message` under a key derived from this one for
+    /// `purpose` (so an attestation of one kind is never valid as another, nor as a
+    /// fingerprint). Hex, 64 digits.
+    pub fn attest(&self, purpose: &str, message: &[u8]) -> String {
+        let mut derive = Hmac::<Sha256>::new_from_slice(self.0.expose_secret().as_bytes())
+            .expect("HMAC takes any key length");
+        derive.update(b"reconcile attestation\0");
+        derive.update(purpose.as_bytes());
+        let subkey = derive.finalize().into_bytes();
+        let mut mac = Hmac::<Sha256>::new_from_slice(&subkey).expect("HMAC takes any key length");
+        mac.update(message);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `attestation` is this key's attestation of `message` for `purpose` (constant
+    /// time).
+    pub fn verify(&self, purpose: &str, message: &[u8], attestation: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        let expected = self.attest(purpose, message);
+        expected.len() == attestation.len()
+            && bool::from(expected.as_bytes().ct_eq(attestation.as_bytes()))
+    }
+}
+
 impl fmt::Debug for FingerprintKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("FingerprintKey(***)")
@@ -96,5 +121,16 @@ mod tests {
             a.fingerprint(&SecretValue::new("hunter3-hunter3"))
         );
         assert!(!a.fingerprint(&v).contains("hunter2"));
+    }
+
+    #[test]
+    fn attestations_are_bound_to_key_purpose_and_message() {
+        let a = FingerprintKey::new("token-a");
+        let att = a.attest("approval", b"plan x by bob");
+        assert!(a.verify("approval", b"plan x by bob", &att));
+        assert!(!a.verify("approval", b"plan x by eve", &att));
+        assert!(!a.verify("author", b"plan x by bob", &att));
+        assert!(!FingerprintKey::new("token-b").verify("approval", b"plan x by bob", &att));
+        assert!(!a.verify("approval", b"plan x by bob", ""));
     }
 }

@@ -15,8 +15,9 @@ use crate::graph::Graph;
 use crate::journal::{Event, Interrupted, Journal};
 use crate::live::Desired;
 use crate::lock::{Lock, LockError};
-use crate::plan::{self, Action, FieldChange, Plan, Step};
+use crate::plan::{self, Action, FieldChange, Step};
 use crate::providers::Providers;
+use crate::verify::ApprovedPlan;
 
 /// What an apply holds while it runs: the lock of the state directory and this run's journal.
 pub struct Session {
@@ -66,8 +67,18 @@ impl Session {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Applied,
+    /// The resource already was as the step wants it (an earlier apply of this plan wrote it
+    /// and was interrupted): nothing written.
+    AlreadyApplied,
     Failed(String),
     Skipped(String),
+}
+
+impl Outcome {
+    /// Whether the resource is now as the step wants it.
+    pub fn succeeded(&self) -> bool {
+        matches!(self, Self::Applied | Self::AlreadyApplied)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +95,10 @@ impl ApplyReport {
 
     pub fn applied(&self) -> usize {
         self.count(|o| *o == Outcome::Applied)
+    }
+
+    pub fn already_applied(&self) -> usize {
+        self.count(|o| *o == Outcome::AlreadyApplied)
     }
 
     pub fn failed(&self) -> usize {
@@ -128,6 +143,7 @@ fn record(journal: Option<&Journal>, step: &Step, outcome: &Outcome) {
     let Some(j) = journal else { return };
     let (event, detail) = match outcome {
         Outcome::Applied => (Event::Applied, None),
+        Outcome::AlreadyApplied => (Event::Applied, Some("already applied".to_string())),
         Outcome::Failed(why) => (Event::Failed, Some(why.clone())),
         Outcome::Skipped(why) => (Event::Skipped, Some(why.clone())),
     };
@@ -141,11 +157,11 @@ fn runs_last(step: &Step) -> bool {
     step.action == Action::Replace && matches!(step.address, Address::ProtectedBranch { .. })
 }
 
-/// Applies `plan` and checks convergence. `on_step` is told each outcome as it happens. When
-/// `stop` is cancelled, running steps finish, the rest are skipped (journaled as such) and the
-/// convergence check is left to the next run.
-pub async fn run(
-    plan: &Plan,
+/// Applies a verified plan and checks convergence. `on_step` is told each outcome as it
+/// happens. When `stop` is cancelled, running steps finish, the rest are skipped (journaled as
+/// such) and the convergence check is left to the next run.
+pub async fn run<'a>(
+    approved: &'a ApprovedPlan,
     providers: &Providers,
     desired: &[Desired],
     graph: &Graph,
@@ -153,7 +169,19 @@ pub async fn run(
     stop: Option<&CancellationToken>,
     on_step: &(dyn Fn(&Step, &Outcome) + Sync),
 ) -> ApplyReport {
-    let execute = |step| execute(providers, journal, stop, desired, step);
+    let plan = approved.plan();
+    let execute = |step: &'a Step| {
+        let done = approved.is_done(&step.address);
+        async move {
+            if done {
+                let outcome = Outcome::AlreadyApplied;
+                record(journal, step, &outcome);
+                outcome
+            } else {
+                execute(providers, journal, stop, desired, step).await
+            }
+        }
+    };
     let mut report = ApplyReport::default();
     let (last, first): (Vec<&Step>, Vec<&Step>) = plan.steps.iter().partition(|s| runs_last(s));
 
@@ -166,8 +194,8 @@ pub async fn run(
                 .depends_on
                 .iter()
                 .find_map(|d| match report.outcomes.get(d) {
-                    Some(Outcome::Applied) => None,
-                    Some(Outcome::Failed(_) | Outcome::Skipped(_)) => Some(Some(d.clone())),
+                    Some(o) if o.succeeded() => None,
+                    Some(_) => Some(Some(d.clone())),
                     None => Some(None),
                 });
             match blocker {
@@ -206,7 +234,7 @@ pub async fn run(
         let blocked = step
             .depends_on
             .iter()
-            .find(|d| !matches!(report.outcomes.get(*d), Some(Outcome::Applied) | None))
+            .find(|d| report.outcomes.get(*d).is_some_and(|o| !o.succeeded()))
             .cloned();
         async move {
             let outcome = match blocked {
@@ -239,7 +267,7 @@ pub async fn run(
             providers.replace_note(a)
         });
         // Failed and skipped steps are reported as such; only applied ones must converge.
-        let applied = |a: &Address| report.outcomes.get(a) == Some(&Outcome::Applied);
+        let applied = |a: &Address| report.outcomes.get(a).is_some_and(Outcome::succeeded);
         let mut not_converged = BTreeMap::new();
         for step in again.steps.into_iter().filter(|s| applied(&s.address)) {
             not_converged.insert(step.address, step.changes);

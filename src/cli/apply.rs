@@ -1,28 +1,26 @@
 //! `reconcile apply PLANFILE` and `reconcile apply --auto-approve`.
 //!
-//! Before anything is written, a plan file must pass: its sha256, the desired-state revision it
-//! was made from, its age (`plan.max_age`), the approvals its gated scopes need, and per-step
-//! staleness (only the resources it touches are read again; a step whose recomputation differs
-//! stops the apply, unrelated changes elsewhere do not). `--auto-approve` refuses plans that
-//! touch a gated scope. One apply at a time (lock); every step journaled.
+//! Everything a plan must satisfy is checked by [`crate::verify::verify`] before anything is
+//! written (revision, age, policies, the destructive-change guard, author and approvals as GitLab
+//! vouches for them, and, live, each step's precondition and the promotion rule); the executor
+//! takes only what it returns. `--auto-approve` plans now and passes only ungated scopes.
+//! One apply at a time (lock); every step journaled.
 //!
 //! Exit codes: 0 all applied and converged, 3 partial, 1 nothing applied or refused.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{DirArgs, Exit};
-use crate::address::Address;
 use crate::apply::{self, ApplyReport, Outcome};
-use crate::approve::{self, Approvals};
+use crate::approve::{self, Directory, Gates};
 use crate::lock::LockError;
 use crate::pipeline::{self, Settings};
-use crate::plan::{Plan, PromotionOverride, Step, render};
-use crate::spec::config::Config;
+use crate::plan::{Plan, Step, render};
+use crate::verify::{self, Inputs, Io, Source};
 
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -36,18 +34,20 @@ pub struct ApplyArgs {
     /// refused for gated scopes.
     #[arg(long)]
     pub auto_approve: bool,
+    /// Allow more deletions and replacements than `plan.max_deletes` (they still need their
+    /// approvals).
+    #[arg(long)]
+    pub allow_deletes: bool,
     #[command(flatten)]
     pub dir: DirArgs,
     #[command(flatten)]
     pub scope: super::ScopeArgs,
 }
 
-/// A refusal: printed, audited, exit 1, nothing written.
-struct Refusal(String);
-
 pub fn run(args: &ApplyArgs) -> Exit {
     let settings = Settings {
         scope: args.scope.scope.clone(),
+        write: true,
         ..Settings::from_env(|k| std::env::var(k).ok())
     };
     let state_dir = pipeline::state_dir(&args.dir.dir, &settings);
@@ -73,100 +73,113 @@ pub fn run(args: &ApplyArgs) -> Exit {
             }
         }
 
+        // A plan file is read before anything is contacted: a bad one costs no request.
+        let file = match &args.plan {
+            Some(path) => match read(path) {
+                Ok(found) => Some(found),
+                Err(why) => {
+                    return refuse(&state_dir, &settings.user, None, &format!("refusing to apply `{}`: {why}", path.display()));
+                }
+            },
+            None => None,
+        };
         let prepared = match pipeline::prepare(&args.dir.dir, &settings).await {
             Ok(p) => p,
             Err(e) => return super::plan::report_error(e),
         };
-        let (planned, full_desired) = match &args.plan {
-            Some(path) => {
-                let config = prepared.state.config.clone();
-                let revision = pipeline::revision(&prepared.state);
-                let approved = match verify(path, &config, &revision) {
-                    Ok(plan) => plan,
-                    Err(Refusal(why)) => return refuse(&state_dir, &settings.user, None, &format!("refusing to apply `{}`: {why}", path.display())),
-                };
-                // Staleness: read only what the plan touches and recompute those steps.
-                let touched: Vec<_> = approved.steps.iter().map(|s| s.address.clone()).collect();
-                let mut prepared = prepared;
-                let full_desired = prepared.desired.clone();
-                prepared.desired.retain(|d| touched.contains(&d.address));
-                let live = prepared.providers.observe_only(&prepared.desired, &touched).await;
-                let mut planned = prepared.plan(live, &settings);
-                if let Err(why) = approved.still_current(&planned.plan) {
-                    return refuse(&state_dir, &settings.user, Some(&approved.hash()), &format!("refusing to apply `{}`: {why}\nhelp: run `reconcile plan --out FILE` again, review it and have it approved; nothing was changed", path.display()));
-                }
-                planned.plan = approved;
-                (planned, Some(full_desired))
+        let who = prepared
+            .identity
+            .as_ref()
+            .map_or(settings.user.clone(), |i| i.user.username.clone());
+        let revision = pipeline::revision(&prepared.state);
+        let key = settings.key();
+        let (source, state, graph, providers, desired, aws, gitlab, trusted) = match file {
+            Some((file, approvals)) => {
+                let p = prepared;
+                (Source::File { file, approvals }, p.state, p.graph, p.providers, p.desired, p.aws, p.gitlab, p.trusted)
             }
             None => {
                 let live = prepared.providers.observe(&prepared.desired).await;
                 let mut planned = prepared.plan(live, &settings);
                 planned.check_promotion().await;
+                let (author, origin) = match pipeline::author(&planned.state, &settings, planned.identity.as_ref()).await {
+                    Ok(found) => found,
+                    Err(e) => return super::plan::report_error(e),
+                };
+                planned.plan.author = author;
+                planned.plan.origin = origin;
                 super::plan::print_plan(&planned, false);
-                let gated = approve::gated_scopes(&planned.state.config, &planned.plan);
-                if !gated.is_empty() {
-                    let scopes: Vec<String> = gated.iter().map(|(s, n)| format!("{s} ({n} approval(s))")).collect();
-                    return refuse(&state_dir, &settings.user, None, &format!("--auto-approve cannot apply changes to gated scopes: {}\nhelp: `reconcile plan --out FILE`, `reconcile approve FILE --by NAME`, then `reconcile apply FILE`", scopes.join(", ")));
-                }
-                (planned, None)
+                let author = pipeline::verified_author(&planned.plan.author);
+                let p = planned;
+                (Source::Fresh { plan: p.plan, author }, p.state, p.graph, p.providers, p.desired, p.aws, p.gitlab, p.trusted)
             }
         };
-        let policy_errors = crate::policy::errors(&planned.plan.policies);
-        if policy_errors > 0 {
-            let found = crate::policy::render(&planned.plan.policies);
-            let promotion = planned.plan.policies.iter().any(|f| f.rule == "promotion" && f.severity == crate::spec::config::Severity::Error);
-            let help = if promotion {
-                "help: [promotion]: roll the images out to the source environment first and plan again, or plan with `--promotion-override ENV/SERVICE=REASON` and have it approved with `reconcile approve --override`; other rules: fix the desired state, or lower the rule's severity in reconcile.yaml `policies:`"
-            } else {
-                "help: fix the desired state, or lower the rule's severity in reconcile.yaml `policies:`"
-            };
-            return refuse(&state_dir, &settings.user, Some(&planned.plan.hash()), &format!("{policy_errors} compliance policy error(s) block apply:\n{found}{help}"));
-        }
-        if !planned.plan.blocked.is_empty() {
-            eprintln!("error: some resources could not be read; nothing was changed");
-            return Exit::Error;
-        }
-        if planned.plan.is_empty() {
+        let gates = Gates::new(&state.config, &trusted);
+        let own_client = match &gitlab {
+            Some(_) => None,
+            None => pipeline::directory_client(&state, &settings),
+        };
+        let directory: Option<&dyn Directory> = match (&gitlab, &own_client) {
+            (Some(g), _) => Some(g.client() as &dyn Directory),
+            (None, Some(c)) => Some(c as &dyn Directory),
+            (None, None) => None,
+        };
+        let inputs = Inputs {
+            state: &state,
+            revision: &revision,
+            trusted: &trusted,
+            gates: &gates,
+            key: key.as_ref(),
+            allow_deletes: args.allow_deletes,
+            now: std::time::SystemTime::now(),
+        };
+        let io = Io {
+            providers: &providers,
+            desired: &desired,
+            aws: aws.as_deref(),
+            directory,
+        };
+        let fresh = args.plan.is_none();
+        let approved = match verify::verify(source, &inputs, &io).await {
+            Ok(approved) => approved,
+            Err(refusal) => {
+                let what = args.plan.as_deref().map_or("the plan".to_string(), |p| format!("`{}`", p.display()));
+                let mut message = format!("refusing to apply {what}: {refusal}");
+                if fresh && matches!(refusal, verify::Refusal::Approvals { .. }) {
+                    message.push_str("\nhelp: --auto-approve applies only ungated scopes: `reconcile plan --out FILE`, have it approved (`reconcile approve FILE --sign KEY`), then `reconcile apply FILE`");
+                }
+                return refuse(&state_dir, &who, None, &message);
+            }
+        };
+        let hash = approved.hash().to_string();
+        let plan = approved.plan();
+        if plan.is_empty() {
             eprintln!("Nothing to apply.");
             return Exit::Ok;
         }
-        let hash = planned.plan.hash();
-        // The promotion rule again, live, before anything is written.
-        if let (Some(full_desired), Some(aws)) = (&full_desired, &planned.aws) {
-            let marked = crate::providers::aws::promotion::marked(&planned.plan);
-            if !marked.is_empty() {
-                let checked = crate::providers::aws::promotion::check(aws, &planned.state, full_desired, &marked).await;
-                let failed: Vec<String> = checked
-                    .iter()
-                    .filter_map(|c| match (&c.outcome, &c.address) {
-                        (Err(why), Address::Service { env, service })
-                            if PromotionOverride::find(&planned.plan.overrides, env, service).is_none() =>
-                        {
-                            Some(format!("  {}: {why}", c.address))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                if !failed.is_empty() {
-                    return refuse(&state_dir, &settings.user, Some(&hash), &format!("refusing to apply `{}`: the promotion rule no longer holds:\n{}\nhelp: bring the source environment back to a stable rollout of these images and apply again, or plan again with `--promotion-override ENV/SERVICE=REASON`; nothing was changed", args.plan.as_deref().unwrap_or(Path::new("")).display(), failed.join("\n")));
-                }
-            }
+        for a in approved.approvals() {
+            eprintln!("Approved by {} (GitLab user {}, {})", a.user.username, a.user.id, a.via);
         }
-        for o in &planned.plan.overrides {
-            crate::audit::append(&state_dir, "override", &settings.user, Some(&hash), "applied", Some(format!("{}/{}: {}", o.env, o.service, o.reason)));
+        for o in &plan.overrides {
+            crate::audit::append(&state_dir, "override", &who, Some(&hash), "applied", Some(format!("{}/{}: {}", o.env, o.service, o.reason)));
         }
-        let progress = Progress::new(planned.plan.steps.len());
-        let report = apply::run(&planned.plan, &planned.providers, &planned.desired, &planned.graph, Some(&session.journal), None, &|step, outcome| progress.step(step, outcome)).await;
+        let progress = Progress::new(plan.steps.len());
+        let report = apply::run(&approved, &providers, &desired, &graph, Some(&session.journal), None, &|step, outcome| progress.step(step, outcome)).await;
         progress.finish();
         print_report(&report);
-        eprintln!("API requests: {}", planned.providers.requests());
+        match verify::record_applied(&approved, &report.outcomes, &state.config, &state_dir, key.as_ref(), std::time::SystemTime::now()) {
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: {e}"),
+        }
+        eprintln!("API requests: {}", providers.requests());
         let exit = exit_code(&report);
         let outcome = match exit {
             Exit::Ok => "applied",
             Exit::Partial => "partial",
             _ => "failed",
         };
-        crate::audit::append(&state_dir, "apply", &settings.user, Some(&hash), outcome, Some(format!("{} applied, {} failed, {} skipped, {} not converged", report.applied(), report.failed(), report.skipped(), report.not_converged.len())));
+        let approvers: Vec<&str> = approved.approvals().iter().map(|a| a.user.username.as_str()).collect();
+        crate::audit::append(&state_dir, "apply", &who, Some(&hash), outcome, Some(format!("{} applied, {} already applied, {} failed, {} skipped, {} not converged; approved by [{}]", report.applied(), report.already_applied(), report.failed(), report.skipped(), report.not_converged.len(), approvers.join(", "))));
         drop(session);
         exit
     })
@@ -185,63 +198,30 @@ fn refuse(state_dir: &Path, user: &str, plan: Option<&str>, message: &str) -> Ex
     Exit::Error
 }
 
-/// Reads a plan file and checks everything that needs no live read: hash, revision, age,
-/// approvals.
-fn verify(path: &Path, config: &Config, revision: &str) -> Result<Plan, Refusal> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Refusal(format!("cannot read it: {e}")))?;
-    let plan = Plan::from_file(&text).map_err(|e| Refusal(e.to_string()))?;
-    if plan.revision != revision {
-        return Err(Refusal(format!(
-            "the desired state changed since the plan (plan: {}, now: {revision})",
-            plan.revision
-        )));
-    }
-    let max_age =
-        humantime::parse_duration(&config.plan.max_age).unwrap_or(Duration::from_secs(86_400));
-    let created = humantime::parse_rfc3339(&plan.created_at).map_err(|_| {
-        Refusal(format!(
-            "its creation time `{}` is not a time",
-            plan.created_at
-        ))
-    })?;
-    let age = SystemTime::now()
-        .duration_since(created)
-        .unwrap_or_default();
-    if age > max_age {
-        return Err(Refusal(format!(
-            "the plan is {} old, more than plan.max_age ({})",
-            humantime::format_duration(Duration::from_secs(age.as_secs())),
-            config.plan.max_age
-        )));
-    }
-    let approvals_file = approve::approvals_path(path);
-    let approvals: Approvals = match std::fs::read_to_string(&approvals_file) {
-        Ok(text) => serde_json::from_str(&text).map_err(|e| {
-            Refusal(format!(
-                "`{}` is not an approvals file: {e}",
-                approvals_file.display()
-            ))
-        })?,
-        Err(_) => Approvals::default(),
-    };
-    approve::check(config, &plan, &approvals)
-        .map_err(|problems| Refusal(format!("missing approvals:\n  {}", problems.join("\n  "))))?;
-    Ok(plan)
+/// A plan file and its approvals file.
+fn read(path: &Path) -> Result<(crate::plan::PlanFile, approve::Approvals), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
+    let file = Plan::from_file(&text).map_err(|e| e.to_string())?;
+    let approvals = approve::read_approvals(path)?;
+    Ok((file, approvals))
 }
 
 fn exit_code(report: &ApplyReport) -> Exit {
     let problems = report.failed() + report.skipped() + report.not_converged.len();
     match (report.applied(), problems) {
         (_, 0) => Exit::Ok,
-        (0, _) => Exit::Error,
+        (0, _) if report.already_applied() == 0 => Exit::Error,
         _ => Exit::Partial,
     }
 }
 
 fn print_report(report: &ApplyReport) {
+    let already = match report.already_applied() {
+        0 => String::new(),
+        n => format!(" ({n} already applied by an interrupted run)"),
+    };
     println!(
-        "Apply: {} applied, {} failed, {} skipped.",
+        "Apply: {} applied{already}, {} failed, {} skipped.",
         report.applied(),
         report.failed(),
         report.skipped()
@@ -251,6 +231,9 @@ fn print_report(report: &ApplyReport) {
             Outcome::Failed(why) => println!("  failed  {address}: {why}"),
             Outcome::Skipped(why) => println!("  skipped {address}: {why}"),
             Outcome::Applied => {}
+            Outcome::AlreadyApplied => {
+                println!("  already applied {address} (an earlier, interrupted apply wrote it)")
+            }
         }
     }
     if report.not_converged.is_empty() {
@@ -298,6 +281,7 @@ impl Progress {
                 step.address,
                 render::summary_word(step.action)
             ),
+            Outcome::AlreadyApplied => format!("already applied {}", step.address),
             Outcome::Failed(why) => format!("FAILED  {}: {why}", step.address),
             Outcome::Skipped(why) => format!("skipped {}: {why}", step.address),
         };

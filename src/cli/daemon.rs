@@ -41,9 +41,6 @@ pub struct DaemonArgs {
     /// Run one cycle and exit: 0 converged, 2 plans held for approval, 1 failure.
     #[arg(long)]
     pub once: bool,
-    /// Approver tokens for `POST /api/plans/{hash}/approve`: `NAME TOKEN` per line.
-    #[arg(long, env = "RECONCILE_TOKENS_FILE")]
-    pub tokens_file: Option<PathBuf>,
     /// File holding the Slack-compatible webhook URL (else `RECONCILE_WEBHOOK_URL`).
     #[arg(long, env = "RECONCILE_WEBHOOK_URL_FILE")]
     pub webhook_url_file: Option<PathBuf>,
@@ -86,11 +83,13 @@ pub fn run(args: &DaemonArgs) -> Exit {
             crate::pipeline::state_dir(&args.dir, &settings),
         ),
     };
-    if args.tokens_file.is_none() && !args.once {
-        eprintln!(
-            "warning: no tokens file (RECONCILE_TOKENS_FILE): held plans can only be approved with `reconcile approve`"
-        );
-    }
+    // The daemon writes (preflight requires the `api` scope), and its trust records live
+    // with its lock and journal.
+    let settings = Settings {
+        write: true,
+        state_dir: Some(state_dir.clone()),
+        ..settings
+    };
     let options = Options {
         source,
         interval: args.interval,
@@ -98,7 +97,6 @@ pub fn run(args: &DaemonArgs) -> Exit {
         listen: (!args.once).then_some(args.listen),
         once: args.once,
         state_dir,
-        tokens_file: args.tokens_file.clone(),
         webhook,
         settings,
     };

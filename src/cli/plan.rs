@@ -41,20 +41,30 @@ pub fn run(args: &PlanArgs) -> Exit {
     };
     print_plan(&planned, args.json);
     if let Some(out) = &args.out {
-        if let Err(e) = std::fs::write(out, planned.plan.to_file()) {
+        let attestation = pipeline::author_attestation(&planned.plan, &settings);
+        if let Err(e) = std::fs::write(out, planned.plan.to_file(attestation.as_deref())) {
             eprintln!("error: cannot write the plan file `{}`: {e}", out.display());
             return Exit::Error;
         }
         eprintln!(
-            "Plan written to {} (sha256 {})",
+            "Plan written to {} (sha256 {}), by {}",
             out.display(),
-            planned.plan.hash()
+            planned.plan.hash(),
+            planned.plan.author.describe()
         );
+        if let Some(origin) = &planned.plan.origin {
+            // The job's log is the proof that this job made this plan (approve/proof.rs);
+            // on stderr, so that the rendered plan on stdout stays the plan.
+            eprintln!(
+                "{}",
+                crate::approve::proof::ci_plan_line(&planned.plan.hash(), origin.job_id)
+            );
+        }
         let state_dir = pipeline::state_dir(&args.dir.dir, &settings);
         crate::audit::append(
             &state_dir,
             "plan",
-            &settings.user,
+            &planned.plan.author.username,
             Some(&planned.plan.hash()),
             "written",
             Some(render::summary(&planned.plan)),
@@ -101,6 +111,9 @@ pub(crate) fn report_error(e: PipelineError) -> Exit {
             let _ = errors.render(&mut super::stderr_stream());
         }
         PipelineError::Config(msg) => eprintln!("error: {msg}"),
+        PipelineError::Preflight(msg) => {
+            eprintln!("error: {msg}\nnothing was read or changed")
+        }
     }
     Exit::Error
 }

@@ -1,11 +1,18 @@
 //! What the daemon does with a plan (pure): per scope, the drift policy of `reconcile.yaml`
 //! (`correct`, `hold`, `report`), minus resources marked as not converging and scopes whose
 //! compliance policies fail.
+//!
+//! `correct` is not a way around a gate: in a gated scope the daemon corrects only while the
+//! scope's desired state is the one of its last approved apply (a standing approval, see
+//! [`crate::verify`]); an unapproved change of the desired state, a deletion in a gated scope,
+//! or more deletions and replacements than `plan.max_deletes` in any scope is held for
+//! approval instead.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::address::Address;
-use crate::plan::Plan;
+use crate::approve::Gates;
+use crate::plan::{Action, Plan};
 use crate::spec::config::{Config, DriftPolicy, Severity};
 
 /// The steps of a plan, sorted by what happens to them this cycle.
@@ -19,11 +26,26 @@ pub struct Decision {
     pub report: BTreeMap<String, BTreeSet<Address>>,
     /// Left alone this cycle, with why.
     pub withheld: BTreeMap<Address, String>,
+    /// Scopes whose policy is `correct` but whose changes are held, with why.
+    pub escalated: BTreeMap<String, String>,
+}
+
+/// What a `correct` scope's changes need to be corrected without an approval.
+pub struct Rules<'a> {
+    pub gates: &'a Gates,
+    /// Scopes whose desired state is the one of their last approved apply.
+    pub standing: &'a BTreeSet<String>,
+    pub max_deletes: u32,
 }
 
 /// Sorts the plan's steps. `marked` tells whether an address is marked as not converging
 /// (and not due for a retry this cycle).
-pub fn decide(plan: &Plan, config: &Config, marked: &dyn Fn(&Address) -> bool) -> Decision {
+pub fn decide(
+    plan: &Plan,
+    config: &Config,
+    rules: &Rules<'_>,
+    marked: &dyn Fn(&Address) -> bool,
+) -> Decision {
     let mut d = Decision::default();
     let failing: BTreeSet<String> = plan
         .policies
@@ -67,13 +89,50 @@ pub fn decide(plan: &Plan, config: &Config, marked: &dyn Fn(&Address) -> bool) -
         }
         d.withheld.extend(more);
     }
-    for step in plan
-        .steps
-        .iter()
-        .filter(|s| !d.withheld.contains_key(&s.address))
-    {
+    let active = || {
+        plan.steps
+            .iter()
+            .filter(|s| !d.withheld.contains_key(&s.address))
+    };
+    let mut escalated = BTreeMap::new();
+    for scope in active().map(|s| s.scope.clone()).collect::<BTreeSet<_>>() {
+        if config.drift_policy(&scope) != DriftPolicy::Correct {
+            continue;
+        }
+        let steps: Vec<_> = active().filter(|s| s.scope == scope).collect();
+        let deletes = steps.iter().filter(|s| s.action == Action::Delete).count();
+        let destructive = steps
+            .iter()
+            .filter(|s| matches!(s.action, Action::Delete | Action::Replace))
+            .count();
+        let gated = rules.gates.required(&scope) > 0;
+        let why = if gated && !rules.standing.contains(&scope) {
+            Some(format!(
+                "{scope} is gated and its desired state is not the one of its last approved apply: the change needs its approvals"
+            ))
+        } else if gated && deletes > 0 {
+            Some(format!(
+                "{scope} is gated and the correction deletes {deletes} object(s)"
+            ))
+        } else if destructive > rules.max_deletes as usize {
+            Some(format!(
+                "the correction deletes or replaces {destructive} object(s) in {scope}, more than plan.max_deletes ({})",
+                rules.max_deletes
+            ))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            escalated.insert(scope, why);
+        }
+    }
+    for step in active() {
         let address = step.address.clone();
-        match config.drift_policy(&step.scope) {
+        let policy = match config.drift_policy(&step.scope) {
+            DriftPolicy::Correct if escalated.contains_key(&step.scope) => DriftPolicy::Hold,
+            policy => policy,
+        };
+        match policy {
             DriftPolicy::Correct => {
                 d.correct.insert(address);
             }
@@ -91,6 +150,7 @@ pub fn decide(plan: &Plan, config: &Config, marked: &dyn Fn(&Address) -> bool) -
             }
         }
     }
+    d.escalated = escalated;
     d
 }
 
@@ -176,7 +236,7 @@ mod tests {
             action: Action::Update,
             changes: Vec::new(),
             desired: Default::default(),
-            precondition: String::new(),
+            precondition: crate::plan::Precondition::Absent,
             depends_on: depends_on.to_vec(),
             notes: Vec::new(),
         }
@@ -198,16 +258,20 @@ mod tests {
 
     fn plan(steps: Vec<Step>) -> Plan {
         Plan {
-            format: crate::plan::FORMAT,
-            revision: "content:x".into(),
-            created_at: String::new(),
-            author: String::new(),
             steps,
-            unmanaged: Vec::new(),
-            blocked: Vec::new(),
-            policies: Vec::new(),
-            overrides: Vec::new(),
+            ..Plan::empty("content:x")
         }
+    }
+
+    /// Decides with the gates of `config` (no trust record) and no standing approval.
+    fn decide_plain(p: &Plan, c: &Config, marked: &dyn Fn(&Address) -> bool) -> Decision {
+        let gates = Gates::new(c, &crate::trust::Trusted::default());
+        let rules = Rules {
+            gates: &gates,
+            standing: &BTreeSet::new(),
+            max_deletes: 5,
+        };
+        decide(p, c, &rules, marked)
     }
 
     #[test]
@@ -231,7 +295,7 @@ mod tests {
             step(service("production"), &[]),
             step(service("qa"), &[]),
         ]);
-        let d = decide(&p, &config(), &|a| *a == task("staging"));
+        let d = decide_plain(&p, &config(), &|a: &Address| *a == task("staging"));
         assert_eq!(d.correct, BTreeSet::from([user]));
         assert_eq!(
             d.hold["production"],
@@ -258,10 +322,79 @@ mod tests {
             message: String::new(),
             location: String::new(),
         });
-        let d = decide(&p, &config(), &|_| false);
+        let d = decide_plain(&p, &config(), &|_: &Address| false);
         assert!(d.correct.is_empty());
         assert!(d.withheld[&service("staging")].contains("compliance"));
         assert!(d.report.contains_key("qa"));
+    }
+
+    fn member(n: usize) -> Address {
+        Address::Member {
+            project: "g/app".into(),
+            user: format!("dev{n}"),
+        }
+    }
+
+    fn deleting(n: usize) -> Vec<Step> {
+        (0..n)
+            .map(|i| Step {
+                action: Action::Delete,
+                ..step(member(i), &[])
+            })
+            .collect()
+    }
+
+    fn gated_gitlab() -> Config {
+        serde_json::from_value(serde_json::json!({
+            "gitlab": {"url": "http://gitlab.invalid", "approval": {"required": 1}},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_gated_correct_scope_is_corrected_only_under_a_standing_approval() {
+        let c = gated_gitlab();
+        let gates = Gates::new(&c, &crate::trust::Trusted::default());
+        let p = plan(vec![step(member(1), &[])]);
+        let none = BTreeSet::new();
+        let rules = |standing| Rules {
+            gates: &gates,
+            standing,
+            max_deletes: 5,
+        };
+        // An unapproved change of the desired state: held, with why.
+        let d = decide(&p, &c, &rules(&none), &|_| false);
+        assert!(d.correct.is_empty());
+        assert_eq!(d.hold["gitlab"], BTreeSet::from([member(1)]));
+        assert!(d.escalated["gitlab"].contains("not the one of its last approved apply"));
+        // Positive control: drift from the approved desired state is corrected.
+        let standing = BTreeSet::from(["gitlab".to_string()]);
+        let d = decide(&p, &c, &rules(&standing), &|_| false);
+        assert_eq!(d.correct, BTreeSet::from([member(1)]));
+        assert!(d.hold.is_empty() && d.escalated.is_empty());
+        // Deletions in a gated scope are never corrected without an approval.
+        let d = decide(&plan(deleting(1)), &c, &rules(&standing), &|_| false);
+        assert!(d.correct.is_empty());
+        assert!(d.escalated["gitlab"].contains("deletes 1"));
+    }
+
+    #[test]
+    fn mass_deletion_is_held_even_where_no_gate_is_set() {
+        let c = config();
+        let gates = Gates::new(&c, &crate::trust::Trusted::default());
+        let none = BTreeSet::new();
+        let rules = Rules {
+            gates: &gates,
+            standing: &none,
+            max_deletes: 5,
+        };
+        let d = decide(&plan(deleting(6)), &c, &rules, &|_| false);
+        assert!(d.correct.is_empty());
+        assert_eq!(d.hold["gitlab"].len(), 6);
+        assert!(d.escalated["gitlab"].contains("more than plan.max_deletes (5)"));
+        // Positive control: at the threshold, corrected.
+        let d = decide(&plan(deleting(5)), &c, &rules, &|_| false);
+        assert_eq!(d.correct.len(), 5);
     }
 
     #[test]

@@ -4,15 +4,25 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::approve::{self, Approval, Approvals};
-use crate::plan::Plan;
+use crate::approve::{self, Approvals};
+use crate::files::write_atomic;
+use crate::plan::{Plan, PlanFile};
 
 pub struct HeldPlan {
     pub scope: String,
     pub path: PathBuf,
-    pub plan: Plan,
-    pub hash: String,
+    pub file: PlanFile,
     pub approvals: Approvals,
+}
+
+impl HeldPlan {
+    pub fn plan(&self) -> &Plan {
+        &self.file.plan
+    }
+
+    pub fn hash(&self) -> &str {
+        &self.file.hash
+    }
 }
 
 pub struct Held {
@@ -51,41 +61,45 @@ impl Held {
     pub fn get(&self, scope: &str) -> Option<HeldPlan> {
         let path = self.path(scope);
         let text = std::fs::read_to_string(&path).ok()?;
-        let plan = match Plan::from_file(&text) {
-            Ok(plan) => plan,
+        let file = match Plan::from_file(&text) {
+            Ok(file) => file,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "Ignoring a held plan file");
                 return None;
             }
         };
-        let approvals = std::fs::read_to_string(approve::approvals_path(&path))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
+        let approvals = approve::read_approvals(&path).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "Ignoring an approvals file");
+            Approvals::default()
+        });
         Some(HeldPlan {
             scope: scope.to_string(),
-            hash: plan.hash(),
             path,
-            plan,
+            file,
             approvals,
         })
     }
 
     pub fn find(&self, hash: &str) -> Option<HeldPlan> {
-        self.list().into_iter().find(|h| h.hash == hash)
+        self.list().into_iter().find(|h| h.hash() == hash)
     }
 
     /// Holds `plan` for `scope`, replacing the plan held before and its approvals.
-    pub fn put(&self, scope: &str, plan: &Plan) -> std::io::Result<HeldPlan> {
-        std::fs::create_dir_all(&self.dir)?;
+    pub fn put(
+        &self,
+        scope: &str,
+        plan: &Plan,
+        author_attestation: Option<&str>,
+    ) -> std::io::Result<HeldPlan> {
         let path = self.path(scope);
         let _ = std::fs::remove_file(approve::approvals_path(&path));
-        write_atomic(&path, plan.to_file().as_bytes())?;
+        let text = plan.to_file(author_attestation);
+        write_atomic(&path, text.as_bytes())?;
+        let file = Plan::from_file(&text).map_err(std::io::Error::other)?;
         Ok(HeldPlan {
             scope: scope.to_string(),
-            hash: plan.hash(),
             path,
-            plan: plan.clone(),
+            file,
             approvals: Approvals::default(),
         })
     }
@@ -95,21 +109,4 @@ impl Held {
         let _ = std::fs::remove_file(approve::approvals_path(&path));
         let _ = std::fs::remove_file(path);
     }
-
-    /// Adds an approval to a held plan (replacing an earlier one by the same person).
-    pub fn add_approval(&self, held: &mut HeldPlan, approval: Approval) -> std::io::Result<()> {
-        held.approvals.approvals.retain(|a| {
-            !(a.plan_sha256 == approval.plan_sha256 && a.by.eq_ignore_ascii_case(&approval.by))
-        });
-        held.approvals.approvals.push(approval);
-        let text = serde_json::to_string_pretty(&held.approvals).expect("approvals serialise");
-        write_atomic(&approve::approvals_path(&held.path), text.as_bytes())
-    }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(tmp, path)
 }

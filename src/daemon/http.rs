@@ -1,14 +1,18 @@
 //! The daemon's HTTP endpoints (axum): health, readiness, Prometheus metrics, and the held
 //! plans with their approval endpoint.
 //!
-//! Approvals take a bearer token that the tokens file maps to an approver name (`NAME TOKEN`
-//! per line, read on each request so rotation needs no restart); the gates of `reconcile.yaml`
-//! then decide as for `reconcile approve`. Tokens never come from the command line and are
-//! never logged.
+//! An approval takes the approver's own GitLab token (`Authorization: Bearer TOKEN`, any scope
+//! that can read `GET /user`): GitLab says who they are, the gates decide as for
+//! `reconcile approve`, and the approval is recorded with a `gitlab_sign_in` proof attested
+//! with the reconcile key. The token is used for that one request, never stored or logged.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::{Context, Shared};
+use crate::approve::{self, Approval, Directory, GitlabUser, Proof, VerifiedAuthor, proof};
+use crate::plan::render;
+use crate::secret::SecretValue;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -16,12 +20,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
-use super::Shared;
-use crate::approve;
-use crate::plan::render;
 
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
@@ -88,36 +86,73 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-fn summary(
-    h: &super::held::HeldPlan,
-    config: Option<&crate::spec::config::Config>,
-) -> serde_json::Value {
-    let missing = config.map(|c| match approve::check(c, &h.plan, &h.approvals) {
+/// What a held plan still needs: the problems of `approve::check` over its approvals that
+/// verify.
+async fn missing(h: &super::held::HeldPlan, context: &Context, shared: &Shared) -> Vec<String> {
+    let directory = context.directory.as_ref().map(|c| c as &dyn Directory);
+    let mut verified = Vec::new();
+    if let Some(directory) = directory {
+        for a in &h.approvals.approvals {
+            if let Ok(v) =
+                approve::verify_approval(a, &h.file, directory, shared.key.as_ref()).await
+            {
+                verified.push(v);
+            }
+        }
+    }
+    let author = match directory {
+        Some(d) => approve::verify_author(&h.file, d, shared.key.as_ref()).await,
+        None => VerifiedAuthor::Unknown("no GitLab to ask".into()),
+    };
+    match approve::check(
+        &context.gates,
+        h.plan(),
+        &author,
+        &verified,
+        &Default::default(),
+    ) {
         Ok(()) => Vec::new(),
         Err(problems) => problems,
-    });
+    }
+}
+
+async fn summary(h: &super::held::HeldPlan, shared: &Shared) -> serde_json::Value {
+    let context = shared.status.lock().unwrap().context.clone();
+    let missing = match &context {
+        Some(c) => Some(missing(h, c, shared).await),
+        None => None,
+    };
+    let plan = h.plan();
     json!({
-        "hash": h.hash,
+        "hash": h.hash(),
         "scope": h.scope,
-        "revision": h.plan.revision,
-        "created_at": h.plan.created_at,
-        "summary": render::summary(&h.plan),
-        "steps": h.plan.steps.iter().map(|s| json!({
+        "revision": plan.revision,
+        "created_at": plan.created_at,
+        "author": plan.author.username,
+        "summary": render::summary(plan),
+        "destructive": plan.destructive().total(),
+        "steps": plan.steps.iter().map(|s| json!({
             "address": s.address.to_string(),
             "action": s.action.as_str(),
             "fields": s.changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
-        "approvals": h.approvals.approvals.iter().map(|a| json!({"by": a.by, "at": a.at, "scopes": a.scopes})).collect::<Vec<_>>(),
+        "approvals": h.approvals.approvals.iter().map(|a| json!({
+            "by": a.by,
+            "at": a.at,
+            "proof": a.proof.as_ref().map(Proof::describe),
+        })).collect::<Vec<_>>(),
         "missing": missing,
         "file": h.path,
-        "approve": format!("/api/plans/{}/approve", h.hash),
+        "approve": format!("/api/plans/{}/approve", h.hash()),
     })
 }
 
 async fn plans(State(shared): State<Arc<Shared>>) -> Response {
-    let config = shared.status.lock().unwrap().config.clone();
     let held = shared.held.lock().await.list();
-    let list: Vec<_> = held.iter().map(|h| summary(h, config.as_deref())).collect();
+    let mut list = Vec::new();
+    for h in &held {
+        list.push(summary(h, &shared).await);
+    }
     Json(list).into_response()
 }
 
@@ -136,11 +171,16 @@ async fn plan(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/json"));
     if wants_json {
-        return Json(render::json(&h.plan)).into_response();
+        return Json(render::json(h.plan())).into_response();
     }
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{}\nplan {} ({})\n", render::text(&h.plan), h.hash, h.scope),
+        format!(
+            "{}\nplan {} ({})\n",
+            render::text(h.plan()),
+            h.hash(),
+            h.scope
+        ),
     )
         .into_response()
 }
@@ -148,8 +188,22 @@ async fn plan(
 #[derive(Debug, Default, serde::Deserialize)]
 struct ApproveBody {
     comment: Option<String>,
+    /// Also approve the plan's promotion overrides.
+    #[serde(rename = "override", default)]
+    promotion_override: bool,
 }
 
+fn unauthorized(message: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        Json(json!({ "error": message })),
+    )
+        .into_response()
+}
+
+/// Records an approval by the owner of the GitLab token in `Authorization`. Who approves is
+/// settled with GitLab before the request body is even read.
 async fn approve(
     State(shared): State<Arc<Shared>>,
     Path(hash): Path<String>,
@@ -160,91 +214,127 @@ async fn approve(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(by) = token.and_then(|t| approver(&shared, t)) else {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({"error": "a valid approver token is required (Authorization: Bearer TOKEN)"})),
-        )
-            .into_response();
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return unauthorized(
+            "your GitLab token is required (Authorization: Bearer TOKEN): GitLab tells who you are",
+        );
     };
-    let Some(config) = shared.status.lock().unwrap().config.clone() else {
+    let Some(context) = shared.status.lock().unwrap().context.clone() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "no cycle has read the desired state yet",
         );
     };
+    let Some(key) = shared.key.as_ref() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon has no reconcile key (RECONCILE_FINGERPRINT_KEY or GITLAB_TOKEN) to record approvals with",
+        );
+    };
+    let user: GitlabUser = match crate::providers::gitlab::identity::token_owner(
+        &context.gitlab_url,
+        SecretValue::new(token),
+    )
+    .await
+    {
+        Ok(Some(user)) => user,
+        Ok(None) => {
+            return unauthorized("GitLab does not accept this token (unknown, revoked or expired)");
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                format!("cannot ask GitLab who owns the token: {e}"),
+            );
+        }
+    };
+    let body = body.map(|Json(b)| b).unwrap_or_default();
     let store = shared.held.lock().await;
-    let Some(mut held) = store.find(&hash) else {
+    let Some(held) = store.find(&hash) else {
         return error(
             StatusCode::NOT_FOUND,
             format!("no held plan {hash} (it may have been applied or replaced)"),
         );
     };
-    let at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let comment = body.and_then(|Json(b)| b.comment);
-    let approval = match approve::approve(&config, &held.plan, &by, comment, at) {
-        Ok(a) => a,
-        Err(why) => return error(StatusCode::FORBIDDEN, why),
+    let directory = context.directory.as_ref().map(|c| c as &dyn Directory);
+    let author = match directory {
+        Some(d) => approve::verify_author(&held.file, d, Some(key)).await,
+        None => VerifiedAuthor::Unknown("no GitLab to ask".into()),
     };
-    if let Err(e) = store.add_approval(&mut held, approval.clone()) {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot record the approval: {e}"),
-        );
-    }
+    let scopes = match approve::eligible_scopes(
+        &context.gates,
+        held.plan(),
+        &author,
+        &user,
+        body.promotion_override,
+    ) {
+        Ok(scopes) => scopes,
+        Err(why) => {
+            crate::audit::append(
+                &shared.state_dir,
+                "approve",
+                &user.username,
+                Some(&hash),
+                "refused",
+                Some(why.clone()),
+            );
+            return error(StatusCode::FORBIDDEN, why);
+        }
+    };
+    let message = proof::attestation_message(
+        held.hash(),
+        user.id,
+        &user.username,
+        body.promotion_override,
+    );
+    let approval = Approval {
+        plan_sha256: held.hash().to_string(),
+        by: user.username.clone(),
+        at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        comment: body.comment,
+        promotion_override: body.promotion_override,
+        proof: Some(Proof::GitlabSignIn {
+            user_id: user.id,
+            attestation: key.attest(proof::APPROVAL_ATTESTATION, &message),
+        }),
+    };
+    let approvals = match approve::add_approval(&held.path, approval) {
+        Ok(a) => a,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot record the approval: {e}"),
+            );
+        }
+    };
     crate::audit::append(
         &shared.state_dir,
         "approve",
-        &by,
+        &user.username,
         Some(&hash),
         "approved",
-        Some(format!("{} (HTTP)", approval.scopes.join(","))),
+        Some(format!(
+            "{} (GitLab sign-in on the daemon, user {})",
+            scopes.join(","),
+            user.id
+        )),
     );
-    let missing = match approve::check(&config, &held.plan, &held.approvals) {
-        Ok(()) => Vec::new(),
-        Err(problems) => problems,
-    };
+    let held = super::held::HeldPlan { approvals, ..held };
+    let missing = missing(&held, &context, &shared).await;
     let complete = missing.is_empty();
-    tracing::info!(plan = %hash, by = %by, complete, "Approved over HTTP");
+    tracing::info!(plan = %hash, by = %user.username, complete, "Approved over HTTP");
     if complete {
         shared.wake.notify_one();
     }
     Json(json!({
         "hash": hash,
-        "approved_by": by,
-        "scopes": approval.scopes,
+        "approved_by": user.username,
+        "user_id": user.id,
+        "scopes": scopes,
         "complete": complete,
         "missing": missing,
     }))
     .into_response()
-}
-
-/// The approver whose token this is, from the tokens file (`NAME TOKEN` per line). Tokens are
-/// compared through their sha256 in constant time.
-fn approver(shared: &Shared, token: &str) -> Option<String> {
-    let path = shared.tokens_file.as_ref()?;
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "Cannot read the tokens file");
-            return None;
-        }
-    };
-    let given = Sha256::digest(token.as_bytes());
-    let mut found = None;
-    for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut parts = line.split_whitespace();
-        let (Some(name), Some(secret)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        if bool::from(Sha256::digest(secret.as_bytes()).ct_eq(&given)) && found.is_none() {
-            found = Some(name.to_string());
-        }
-    }
-    found
 }

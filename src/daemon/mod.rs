@@ -27,12 +27,15 @@ use metrics::{counter, gauge};
 use tokio_util::sync::CancellationToken;
 
 use crate::apply::{self, ApplyReport, Outcome};
+use crate::approve::{Directory, Gates};
 use crate::lock::LockError;
 use crate::pipeline::{self, PipelineError, Planned, Settings};
 use crate::plan::{Plan, render};
-use crate::secret::SecretValue;
+use crate::providers::gitlab::GitlabClient;
+use crate::secret::{FingerprintKey, SecretValue};
 use crate::spec::config::{Config, DriftPolicy};
-use decide::{Decision, Marks, decide};
+use crate::verify::{self, ApprovedPlan, Inputs, Io, Refusal};
+use decide::{Decision, Marks, Rules, decide};
 use held::Held;
 use notify::Notifier;
 use source::Source;
@@ -49,7 +52,6 @@ pub struct Options {
     pub listen: Option<SocketAddr>,
     pub once: bool,
     pub state_dir: PathBuf,
-    pub tokens_file: Option<PathBuf>,
     pub webhook: Option<SecretValue>,
     pub settings: Settings,
 }
@@ -70,7 +72,7 @@ pub enum CycleOutcome {
 }
 
 /// What the HTTP endpoints show about the cycles.
-#[derive(Debug, Default, Clone, serde::Serialize)]
+#[derive(Default, Clone, serde::Serialize)]
 pub struct Status {
     pub cycles: u64,
     pub consecutive_failures: u32,
@@ -78,8 +80,19 @@ pub struct Status {
     /// Seconds until the next scheduled cycle.
     pub next_cycle_in_seconds: Option<f64>,
     pub not_converging: Vec<String>,
+    /// What the last cycle read, for the approval endpoint.
     #[serde(skip)]
-    pub config: Option<Arc<Config>>,
+    pub context: Option<Arc<Context>>,
+}
+
+/// What approving a held plan needs from the last cycle.
+pub struct Context {
+    pub config: Config,
+    /// The gates of the held scopes (a `hold` scope needs at least one approval).
+    pub gates: Gates,
+    pub gitlab_url: String,
+    /// GitLab with the daemon's token, to check proofs (SSH keys, CI jobs).
+    pub directory: Option<GitlabClient>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -101,7 +114,8 @@ pub struct Shared {
     pub status: Mutex<Status>,
     /// Held plans: the loop replaces them, HTTP adds approvals; one at a time.
     pub held: tokio::sync::Mutex<Held>,
-    pub tokens_file: Option<PathBuf>,
+    /// The reconcile key: attests approvals made on the approval endpoint.
+    pub key: Option<FingerprintKey>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub state_dir: PathBuf,
     /// Wakes the loop (a held plan got its last approval).
@@ -138,7 +152,7 @@ pub async fn run(options: Options) -> Result<u8, String> {
     let shared = Arc::new(Shared {
         status: Mutex::new(Status::default()),
         held: tokio::sync::Mutex::new(Held::new(&options.state_dir)),
-        tokens_file: options.tokens_file.clone(),
+        key: options.settings.key(),
         metrics,
         state_dir: options.state_dir.clone(),
         wake: tokio::sync::Notify::new(),
@@ -369,17 +383,23 @@ impl Daemon {
                 return cycle;
             }
         };
-        let mut planned = match planned {
+        let planned = match planned {
             Ok(p) => p,
             Err(e) => {
                 self.fail(&mut cycle, e);
                 return cycle;
             }
         };
-        planned.plan.author = "reconcile-daemon".into();
         cycle.revision = Some(planned.plan.revision.clone());
-        let config = Arc::new(held_gates(&planned.state.config));
-        self.shared.status.lock().unwrap().config = Some(Arc::clone(&config));
+        let config = planned.state.config.clone();
+        let gates = Gates::new(&config, &planned.trusted).at_least(&held_scopes(&config), 1);
+        let context = Arc::new(Context {
+            gitlab_url: self.options.settings.gitlab_url(&planned.state),
+            directory: pipeline::directory_client(&planned.state, &self.options.settings),
+            config: config.clone(),
+            gates,
+        });
+        self.shared.status.lock().unwrap().context = Some(Arc::clone(&context));
         for b in &planned.plan.blocked {
             tracing::warn!(address = %b.address, reason = %b.reason, "Cannot plan");
         }
@@ -415,22 +435,76 @@ impl Daemon {
             .map(|s| s.address.clone())
             .collect();
         self.differing.extend(unread);
-        let decision = decide(&planned.plan, &config, &|a| self.marks.withheld(a, number));
+        let standing = verify::standing(&planned.plan, &planned.trusted);
+        let rules = Rules {
+            gates: &context.gates,
+            standing: &standing,
+            max_deletes: config.plan.max_deletes,
+        };
+        let decision = decide(&planned.plan, &config, &rules, &|a| {
+            self.marks.withheld(a, number)
+        });
         for (address, why) in &decision.withheld {
             tracing::warn!(%address, why, "Withheld");
         }
-        self.report(&planned.plan, &decision);
-        let mut to_apply = decision.correct.clone();
-        let approved = self
-            .hold(&planned.plan, &decision, &config, &mut cycle)
-            .await;
-        for h in &approved {
-            to_apply.extend(h.plan.steps.iter().map(|s| s.address.clone()));
+        for (scope, why) in &decision.escalated {
+            tracing::warn!(scope, why, "Held for approval instead of corrected");
         }
+        self.report(&planned.plan, &decision);
+
+        let key = self.options.settings.key();
+        let revision = pipeline::revision(&planned.state);
+        let inputs = |allow_deletes| Inputs {
+            state: &planned.state,
+            revision: &revision,
+            trusted: &planned.trusted,
+            gates: &context.gates,
+            key: key.as_ref(),
+            allow_deletes,
+            now: SystemTime::now(),
+        };
+        let io = Io {
+            providers: &planned.providers,
+            desired: &planned.desired,
+            aws: planned.aws.as_deref(),
+            directory: context.directory.as_ref().map(|c| c as &dyn Directory),
+        };
+        // Corrections, one verified plan per scope.
+        let mut to_apply: Vec<(ApprovedPlan, Option<held::HeldPlan>)> = Vec::new();
+        let author = pipeline::verified_author(&planned.plan.author);
+        let correct_scopes: std::collections::BTreeSet<String> = planned
+            .plan
+            .steps
+            .iter()
+            .filter(|s| decision.correct.contains(&s.address))
+            .map(|s| s.scope.clone())
+            .collect();
+        for scope in correct_scopes {
+            let part = planned.plan.part(&[scope.clone()].into(), |s| {
+                decision.correct.contains(&s.address)
+            });
+            let source = verify::Source::Correction {
+                plan: part,
+                author: author.clone(),
+            };
+            match verify::verify(source, &inputs(false), &io).await {
+                Ok(approved) => to_apply.push((approved, None)),
+                Err(refusal) => cycle
+                    .errors
+                    .push(format!("cannot correct {scope}: {refusal}")),
+            }
+        }
+        // Held plans: approved ones are applied now.
+        let approved = self
+            .hold(&planned, &decision, &inputs(true), &io, &mut cycle)
+            .await;
+        to_apply.extend(approved.into_iter().map(|(a, h)| (a, Some(h))));
         if !to_apply.is_empty() {
             let report = self.apply(&planned, &to_apply, &mut cycle).await;
             if let Some(report) = report {
-                self.after_apply(&planned, &report, &approved, number, &mut cycle)
+                let held: Vec<held::HeldPlan> =
+                    to_apply.into_iter().filter_map(|(_, h)| h).collect();
+                self.after_apply(&planned, &report, &held, number, &mut cycle)
                     .await;
             }
         }
@@ -462,7 +536,7 @@ impl Daemon {
                         errors.diagnostics.len()
                     )
                 }
-                PipelineError::Config(message) => message,
+                PipelineError::Config(message) | PipelineError::Preflight(message) => message,
             })
     }
 
@@ -481,7 +555,7 @@ impl Daemon {
         self.reported
             .retain(|scope, _| decision.report.contains_key(scope));
         for (scope, addresses) in &decision.report {
-            let part = plan.part(|s| addresses.contains(&s.address));
+            let part = plan.part(&[scope.clone()].into(), |s| addresses.contains(&s.address));
             let lines = step_lines(&part);
             if self.reported.get(scope) == Some(&lines) {
                 continue;
@@ -495,17 +569,17 @@ impl Daemon {
     }
 
     /// `hold` scopes: keep, replace or drop each scope's held plan; returns the held plans
-    /// that are approved and still current (to apply now).
+    /// that pass verification (approved, current), to apply now.
     async fn hold(
         &mut self,
-        plan: &Plan,
+        planned: &Planned,
         decision: &Decision,
-        config: &Config,
+        inputs: &Inputs<'_>,
+        io: &Io<'_>,
         cycle: &mut Cycle,
-    ) -> Vec<held::HeldPlan> {
+    ) -> Vec<(ApprovedPlan, held::HeldPlan)> {
+        let plan = &planned.plan;
         let store = self.shared.held.lock().await;
-        let max_age =
-            humantime::parse_duration(&config.plan.max_age).unwrap_or(Duration::from_secs(86_400));
         let mut approved = Vec::new();
         // A scope with unreadable resources is left as it is: a failed read is never "no
         // change needed" (its held plan and approvals stay).
@@ -524,8 +598,8 @@ impl Daemon {
                 crate::audit::append(
                     &self.shared.state_dir,
                     "discard",
-                    "reconcile-daemon",
-                    Some(&existing.hash),
+                    &plan.author.username,
+                    Some(existing.hash()),
                     "no longer needed",
                     None,
                 );
@@ -536,42 +610,45 @@ impl Daemon {
             if unreadable.contains(scope) {
                 continue;
             }
-            let fresh = plan.part(|s| addresses.contains(&s.address));
-            let existing = store.get(scope);
-            let keep = existing.as_ref().is_some_and(|e| {
-                let age = humantime::parse_rfc3339(&e.plan.created_at)
-                    .ok()
-                    .and_then(|t| SystemTime::now().duration_since(t).ok())
-                    .unwrap_or(Duration::MAX);
-                e.plan.revision == fresh.revision
-                    && e.plan.steps.len() == fresh.steps.len()
-                    && e.plan.still_current(&fresh).is_ok()
-                    && age <= max_age
-            });
-            if keep {
-                let e = existing.expect("kept plans exist");
-                if crate::approve::check(config, &e.plan, &e.approvals).is_ok() {
-                    tracing::info!(scope, plan = %e.hash, "Held plan approved: applying");
-                    approved.push(e);
-                } else {
-                    cycle.held += 1;
+            let fresh = plan.part(&[scope.clone()].into(), |s| addresses.contains(&s.address));
+            if let Some(existing) = store.get(scope)
+                && same_change(existing.plan(), &fresh)
+            {
+                let source = verify::Source::File {
+                    file: existing.file.clone(),
+                    approvals: existing.approvals.clone(),
+                };
+                match verify::verify(source, inputs, io).await {
+                    Ok(a) => {
+                        tracing::info!(scope, plan = %existing.hash(), "Held plan approved: applying");
+                        approved.push((a, existing));
+                        continue;
+                    }
+                    Err(Refusal::Approvals { .. }) => {
+                        cycle.held += 1;
+                        continue;
+                    }
+                    Err(refusal) => {
+                        tracing::info!(scope, plan = %existing.hash(), why = %refusal, "Held plan can no longer be applied: replaced");
+                    }
                 }
-                continue;
             }
-            match store.put(scope, &fresh) {
+            let attestation = pipeline::author_attestation(&fresh, &self.options.settings);
+            match store.put(scope, &fresh, attestation.as_deref()) {
                 Ok(h) => {
                     cycle.held += 1;
                     crate::audit::append(
                         &self.shared.state_dir,
                         "hold",
-                        "reconcile-daemon",
-                        Some(&h.hash),
+                        &plan.author.username,
+                        Some(h.hash()),
                         "held",
                         Some(render::summary(&fresh)),
                     );
-                    tracing::info!(scope, plan = %h.hash, "Plan held for approval");
+                    tracing::info!(scope, plan = %h.hash(), "Plan held for approval");
+                    let why = decision.escalated.get(scope).map(String::as_str);
                     self.notifier
-                        .send(held_message(&h, config, self.shared.listen));
+                        .send(held_message(&h, inputs.gates, why, self.shared.listen));
                 }
                 Err(e) => cycle
                     .errors
@@ -581,14 +658,16 @@ impl Daemon {
         approved
     }
 
-    /// Applies the chosen steps under the lock, journaled; `None` when nothing could start.
+    /// Applies verified plans under the lock, journaled, one after the other; `None` when
+    /// nothing could start.
     async fn apply(
         &mut self,
         planned: &Planned,
-        to_apply: &std::collections::BTreeSet<crate::address::Address>,
+        plans: &[(ApprovedPlan, Option<held::HeldPlan>)],
         cycle: &mut Cycle,
     ) -> Option<ApplyReport> {
         let state_dir = &self.options.state_dir;
+        let who = planned.plan.author.username.clone();
         let session = match apply::Session::open(state_dir, "reconcile daemon", "-daemon") {
             Ok(session) => session,
             Err(apply::SessionError::Lock(LockError::Held(holder))) => {
@@ -605,44 +684,73 @@ impl Daemon {
         for i in &session.interrupted {
             tracing::warn!(address = %i.address, run = %i.run, "An earlier apply was interrupted at this step; it is read again");
         }
-        let part = planned.plan.part(|s| to_apply.contains(&s.address));
-        let report = apply::run(
-            &part,
-            &planned.providers,
-            &planned.desired,
-            &planned.graph,
-            Some(&session.journal),
-            Some(&self.stop),
-            &|step, outcome| match outcome {
-                Outcome::Applied => tracing::info!(address = %step.address, action = step.action.as_str(), fields = %step.changed_fields(), "Applied"),
-                Outcome::Failed(why) => tracing::error!(address = %step.address, error = %why, "Step failed"),
-                Outcome::Skipped(why) => tracing::warn!(address = %step.address, why = %why, "Step skipped"),
-            },
-        )
-        .await;
-        crate::audit::append(
-            state_dir,
-            "apply",
-            "reconcile-daemon",
-            Some(&part.hash()),
-            if report.failed() + report.skipped() + report.not_converged.len() == 0 {
-                "applied"
-            } else {
-                "partial"
-            },
-            Some(format!(
-                "{} applied, {} failed, {} skipped, {} not converged",
-                report.applied(),
-                report.failed(),
-                report.skipped(),
-                report.not_converged.len()
-            )),
-        );
+        let mut total = ApplyReport::default();
+        for (approved, _) in plans {
+            if self.stop.is_cancelled() {
+                break;
+            }
+            let report = apply::run(
+                approved,
+                &planned.providers,
+                &planned.desired,
+                &planned.graph,
+                Some(&session.journal),
+                Some(&self.stop),
+                &|step, outcome| match outcome {
+                    Outcome::Applied => tracing::info!(address = %step.address, action = step.action.as_str(), fields = %step.changed_fields(), "Applied"),
+                    Outcome::AlreadyApplied => tracing::info!(address = %step.address, "Already applied"),
+                    Outcome::Failed(why) => tracing::error!(address = %step.address, error = %why, "Step failed"),
+                    Outcome::Skipped(why) => tracing::warn!(address = %step.address, why = %why, "Step skipped"),
+                },
+            )
+            .await;
+            let approvers: Vec<&str> = approved
+                .approvals()
+                .iter()
+                .map(|a| a.user.username.as_str())
+                .collect();
+            crate::audit::append(
+                state_dir,
+                "apply",
+                &who,
+                Some(approved.hash()),
+                if report.failed() + report.skipped() + report.not_converged.len() == 0 {
+                    "applied"
+                } else {
+                    "partial"
+                },
+                Some(format!(
+                    "{} applied, {} failed, {} skipped, {} not converged; {}",
+                    report.applied(),
+                    report.failed(),
+                    report.skipped(),
+                    report.not_converged.len(),
+                    if approved.records() {
+                        format!("approved by [{}]", approvers.join(", "))
+                    } else {
+                        "drift correction".to_string()
+                    }
+                )),
+            );
+            let key = self.options.settings.key();
+            if let Err(e) = verify::record_applied(
+                approved,
+                &report.outcomes,
+                &planned.state.config,
+                state_dir,
+                key.as_ref(),
+                SystemTime::now(),
+            ) {
+                cycle.errors.push(e);
+            }
+            total.outcomes.extend(report.outcomes);
+            total.not_converged.extend(report.not_converged);
+        }
         drop(session);
         if self.stop.is_cancelled() {
             cycle.stopped = true;
         }
-        Some(report)
+        Some(total)
     }
 
     async fn after_apply(
@@ -659,11 +767,15 @@ impl Daemon {
         let approved_scope = |a: &crate::address::Address| {
             approved
                 .iter()
-                .find(|h| h.plan.steps.iter().any(|s| &s.address == a))
+                .find(|h| h.plan().steps.iter().any(|s| &s.address == a))
                 .map(|h| h.scope.as_str())
         };
         for step in &planned.plan.steps {
             match report.outcomes.get(&step.address) {
+                Some(Outcome::AlreadyApplied) => {
+                    counter!("reconcile_apply_steps_total", "outcome" => "already_applied")
+                        .increment(1);
+                }
                 Some(Outcome::Applied) => {
                     counter!("reconcile_apply_steps_total", "outcome" => "applied").increment(1);
                     if !report.not_converged.contains_key(&step.address) {
@@ -717,7 +829,7 @@ impl Daemon {
             let hash = approved
                 .iter()
                 .find(|h| h.scope == *scope)
-                .map_or("", |h| h.hash.as_str());
+                .map_or("", |h| h.hash());
             self.notifier.send(format!(
                 "reconcile: approved plan {hash} for {scope} applied ({} change(s)):\n{}",
                 lines.len(),
@@ -738,37 +850,36 @@ impl Daemon {
         // Held plans applied in full are done.
         let store = self.shared.held.lock().await;
         for h in approved {
-            let done = h
-                .plan
-                .steps
-                .iter()
-                .all(|s| report.outcomes.get(&s.address) == Some(&Outcome::Applied));
+            let done = h.plan().steps.iter().all(|s| {
+                report
+                    .outcomes
+                    .get(&s.address)
+                    .is_some_and(Outcome::succeeded)
+            });
             if done {
                 store.remove(&h.scope);
-                tracing::info!(scope = %h.scope, plan = %h.hash, "Approved plan applied");
+                tracing::info!(scope = %h.scope, plan = %h.hash(), "Approved plan applied");
             }
         }
     }
 }
 
-/// The configuration with which held plans are approved: a `hold` scope without a gate still
-/// needs one approval (anyone's), or holding would mean nothing.
-pub fn held_gates(config: &Config) -> Config {
-    let mut config = config.clone();
-    if config.drift_policy("gitlab") == DriftPolicy::Hold {
-        config.gitlab.approval.required = config.gitlab.approval.required.max(1);
-    }
-    let held: Vec<String> = config
-        .environments
-        .keys()
-        .filter(|env| config.drift_policy(env) == DriftPolicy::Hold)
-        .cloned()
-        .collect();
-    for env in held {
-        let gate = &mut config.environments.get_mut(&env).expect("listed").approval;
-        gate.required = gate.required.max(1);
-    }
-    config
+/// Scopes whose drift policy is `hold`: their held plans need at least one approval even
+/// without a gate, or holding would mean nothing.
+pub fn held_scopes(config: &Config) -> std::collections::BTreeSet<String> {
+    std::iter::once("gitlab".to_string())
+        .chain(config.environments.keys().cloned())
+        .filter(|scope| config.drift_policy(scope) == DriftPolicy::Hold)
+        .collect()
+}
+
+/// Whether a held plan is the same change as the one planned now (same steps against the same
+/// live state, same overrides and gate changes): its approvals still apply.
+fn same_change(held: &Plan, fresh: &Plan) -> bool {
+    held.revision == fresh.revision
+        && held.steps == fresh.steps
+        && held.overrides == fresh.overrides
+        && held.gate_changes == fresh.gate_changes
 }
 
 /// The delay before the next cycle: the interval with ±10 % jitter; after `failures` failed
@@ -800,27 +911,41 @@ fn step_lines(plan: &Plan) -> String {
         .join("\n")
 }
 
-fn held_message(h: &held::HeldPlan, config: &Config, listen: Option<SocketAddr>) -> String {
-    let gate = crate::approve::gate(config, &h.scope);
-    let needed = gate.map_or(0, |g| g.required);
-    let approvers = gate
-        .filter(|g| !g.approvers.is_empty())
-        .map(|g| format!(" by one of {}", g.approvers.join(", ")))
-        .unwrap_or_default();
+fn held_message(
+    h: &held::HeldPlan,
+    gates: &Gates,
+    why: Option<&str>,
+    listen: Option<SocketAddr>,
+) -> String {
+    let needed = gates.required(&h.scope);
+    let approvers: Vec<String> = gates
+        .of(&h.scope)
+        .iter()
+        .flat_map(|g| g.gate.approvers.iter().cloned())
+        .collect();
+    let approvers = if approvers.is_empty() {
+        String::new()
+    } else {
+        format!(" by one of {}", approvers.join(", "))
+    };
+    let cli = format!(
+        "`reconcile approve {} --sign ~/.ssh/id_ed25519.pub`",
+        h.path.display()
+    );
     let how = match listen {
         Some(addr) => format!(
-            "POST http://{addr}/api/plans/{}/approve with `Authorization: Bearer <your token>`, or `reconcile approve {} --by NAME`",
-            h.hash,
-            h.path.display()
+            "POST http://{addr}/api/plans/{}/approve with `Authorization: Bearer <your GitLab token>`, or {cli}",
+            h.hash()
         ),
-        None => format!("`reconcile approve {} --by NAME`", h.path.display()),
+        None => cli,
     };
+    let why = why.map(|w| format!("\nWhy held: {w}")).unwrap_or_default();
     format!(
-        "reconcile: plan held for approval in {} ({needed} approval(s) needed{approvers}): {}\n{}\nplan {}\nApprove: {how}",
+        "reconcile: plan held for approval in {} ({needed} approval(s) needed{approvers}): {}{why}\n{}\nplan {}\nApprove: {how}",
         h.scope,
-        render::summary(&h.plan),
-        step_lines(&h.plan),
-        h.hash
+        render::summary(h.plan()),
+        step_lines(h.plan()),
+        h.hash()
     )
 }
 

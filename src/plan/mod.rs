@@ -13,10 +13,11 @@ use sha2::{Digest, Sha256};
 
 use crate::address::Address;
 use crate::graph::Graph;
-use crate::live::{Desired, Fields, LiveState, Observed, Value};
+use crate::live::{Desired, Fields, Live, LiveState, Observed, Value};
 
-/// Version of the plan file format.
-pub const FORMAT: u32 = 1;
+/// Version of the plan file format (2: identities, typed preconditions, scope digests, gate
+/// changes, hash over the canonical JSON).
+pub const FORMAT: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -57,11 +58,50 @@ pub struct Step {
     pub changes: Vec<FieldChange>,
     /// The desired fields in full: what apply writes.
     pub desired: Fields,
-    /// Fingerprint of the live state the step was computed against (`absent` for a create).
-    pub precondition: String,
+    /// The live state the step was computed against: apply writes only while the resource
+    /// still is exactly so (every field, not only the planned ones).
+    pub precondition: Precondition,
     /// Steps of this plan that must succeed first.
     pub depends_on: Vec<Address>,
     pub notes: Vec<String>,
+}
+
+/// What a step expects to find live before it writes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Precondition {
+    /// Nothing there (a create).
+    Absent,
+    /// A live object whose fields have this fingerprint ([`crate::live::Live::fingerprint`]).
+    Present(String),
+}
+
+impl Precondition {
+    pub fn of(observed: Option<&Live>) -> Self {
+        observed.map_or(Self::Absent, |l| Self::Present(l.fingerprint()))
+    }
+}
+
+/// In the plan file: `"absent"` or the fingerprint (`sha256:…`).
+impl Serialize for Precondition {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Absent => s.serialize_str("absent"),
+            Self::Present(fp) => s.serialize_str(fp),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Precondition {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "absent" => Ok(Self::Absent),
+            fp if fp.starts_with("sha256:") => Ok(Self::Present(text)),
+            other => Err(serde::de::Error::custom(format!(
+                "a precondition is `absent` or `sha256:…`, not `{other}`"
+            ))),
+        }
+    }
 }
 
 impl Step {
@@ -78,6 +118,88 @@ pub struct Blocked {
     pub reason: String,
 }
 
+/// Who made a plan, as GitLab knows them. Self-approval rules compare approvers with it by
+/// GitLab user id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Author {
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<u64>,
+    /// How it is known; apply checks it again ([`AuthorVia`]).
+    pub via: AuthorVia,
+}
+
+impl Plan {
+    /// A plan with no step, for `revision`.
+    pub fn empty(revision: &str) -> Self {
+        Self {
+            format: FORMAT,
+            revision: revision.to_string(),
+            created_at: String::new(),
+            author: Author::unverified("none"),
+            origin: None,
+            digests: BTreeMap::new(),
+            gate_changes: Vec::new(),
+            steps: Vec::new(),
+            unmanaged: Vec::new(),
+            blocked: Vec::new(),
+            policies: Vec::new(),
+            overrides: Vec::new(),
+        }
+    }
+}
+
+impl Author {
+    pub fn unverified(why: &str) -> Self {
+        Self {
+            username: format!("unverified ({why})"),
+            user_id: None,
+            via: AuthorVia::Unverified,
+        }
+    }
+
+    /// For messages: `alice (GitLab user 7, token)`.
+    pub fn describe(&self) -> String {
+        match (self.via, self.user_id) {
+            (AuthorVia::Token, Some(id)) => {
+                format!("{} (GitLab user {id}, by token)", self.username)
+            }
+            (AuthorVia::CiJob, Some(id)) => format!("{} (GitLab user {id}, in CI)", self.username),
+            _ => self.username.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthorVia {
+    /// The owner of the GitLab token that made the plan (`GET /user`); the plan file carries
+    /// an attestation made with the reconcile key.
+    Token,
+    /// The user who ran the GitLab CI job in [`Plan::origin`]; apply asks GitLab about the job.
+    CiJob,
+    /// Nothing proves who made it (no GitLab identity was available).
+    Unverified,
+}
+
+/// The GitLab CI job a plan was made in (from `GET /job` with the job's token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CiOrigin {
+    pub project_id: u64,
+    pub pipeline_id: u64,
+    pub job_id: u64,
+}
+
+/// A change of a scope's approval gate in `reconcile.yaml` since the gate in force (the one
+/// recorded with the scope's last approved apply). It takes effect once a plan that shows it
+/// is approved under both gates and applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateChange {
+    pub scope: String,
+    pub before: crate::spec::config::Gate,
+    pub after: crate::spec::config::Gate,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub format: u32,
@@ -86,9 +208,18 @@ pub struct Plan {
     pub revision: String,
     /// When the plan was made (RFC 3339, UTC); apply refuses plans older than `plan.max_age`.
     pub created_at: String,
-    /// Who made the plan (`GITLAB_USER_LOGIN` in GitLab CI, else `USER`); self-approval rules
-    /// compare approvers with it.
-    pub author: String,
+    /// Who made the plan.
+    pub author: Author,
+    /// The GitLab CI job the plan was made in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<CiOrigin>,
+    /// Digest of the desired state of each scope the plan covers: after an approved apply it
+    /// is recorded, and the daemon corrects drift in a gated scope only back to that.
+    #[serde(default)]
+    pub digests: BTreeMap<String, String>,
+    /// Approval gates changed in `reconcile.yaml` since the gates in force.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gate_changes: Vec<GateChange>,
     pub steps: Vec<Step>,
     /// Live objects not in the desired state and not pruned (left alone).
     pub unmanaged: Vec<Address>,
@@ -152,20 +283,29 @@ pub type Prune = BTreeSet<(Address, &'static str)>;
 
 impl Plan {
     pub fn is_empty(&self) -> bool {
-        self.steps.is_empty()
+        self.steps.is_empty() && self.gate_changes.is_empty()
     }
 
-    /// The scopes (`gitlab`, environments) the plan's steps touch.
+    /// The scopes (`gitlab`, environments) the plan changes: its steps' and its gate changes'.
     pub fn scopes(&self) -> BTreeSet<&str> {
-        self.steps.iter().map(|s| s.scope.as_str()).collect()
+        self.steps
+            .iter()
+            .map(|s| s.scope.as_str())
+            .chain(self.gate_changes.iter().map(|g| g.scope.as_str()))
+            .collect()
     }
 
-    /// The part of the plan whose steps `keep` selects, with the blocked resources and policy
-    /// findings of the scopes kept; dependencies on steps left out are dropped.
-    pub fn part(&self, keep: impl Fn(&Step) -> bool) -> Plan {
-        let steps: Vec<Step> = self.steps.iter().filter(|s| keep(s)).cloned().collect();
+    /// The part of the plan for `scopes` whose steps `keep` selects, with the blocked
+    /// resources, policy findings, gate changes and digests of those scopes; dependencies on
+    /// steps left out are dropped.
+    pub fn part(&self, scopes: &BTreeSet<String>, keep: impl Fn(&Step) -> bool) -> Plan {
+        let steps: Vec<Step> = self
+            .steps
+            .iter()
+            .filter(|s| scopes.contains(&s.scope) && keep(s))
+            .cloned()
+            .collect();
         let kept: BTreeSet<Address> = steps.iter().map(|s| s.address.clone()).collect();
-        let scopes: BTreeSet<String> = steps.iter().map(|s| s.scope.clone()).collect();
         let in_scope = |a: &Address| scopes.contains(&a.scope_name());
         Plan {
             steps: steps
@@ -193,6 +333,24 @@ impl Plan {
                 .filter(|f| in_scope(&f.address))
                 .cloned()
                 .collect(),
+            digests: self
+                .digests
+                .iter()
+                .filter(|(s, _)| scopes.contains(*s))
+                .map(|(s, d)| (s.clone(), d.clone()))
+                .collect(),
+            gate_changes: self
+                .gate_changes
+                .iter()
+                .filter(|g| scopes.contains(&g.scope))
+                .cloned()
+                .collect(),
+            overrides: self
+                .overrides
+                .iter()
+                .filter(|o| scopes.contains(&o.env))
+                .cloned()
+                .collect(),
             ..self.clone()
         }
     }
@@ -201,61 +359,61 @@ impl Plan {
         self.steps.iter().filter(|s| s.action == action).count()
     }
 
-    /// Whether this (approved) plan's steps are still what would be done now: each step
-    /// recomputed from fresh live state writes the same thing (a changed precondition is fine
-    /// when the step is the same). The error lists the steps that changed.
-    pub fn still_current(&self, fresh: &Plan) -> Result<(), String> {
-        let mut changed = Vec::new();
+    /// Deletions and replacements per kind (replacements delete before they create).
+    pub fn destructive(&self) -> Destructive {
+        let mut d = Destructive::default();
         for step in &self.steps {
-            match fresh.steps.iter().find(|s| s.address == step.address) {
-                Some(now) if now.action == step.action && now.desired == step.desired => {}
-                Some(now) => changed.push(format!(
-                    "  {}: the plan says {}, now it would be {} ({})",
-                    step.address,
-                    step.action.as_str(),
-                    now.action.as_str(),
-                    now.changed_fields()
-                )),
-                None if fresh.blocked.iter().any(|b| b.address == step.address) => {
-                    changed.push(format!("  {}: cannot be read now", step.address))
-                }
-                None => changed.push(format!("  {}: needs no change any more", step.address)),
+            match step.action {
+                Action::Delete => *d.deletes.entry(step.address.kind()).or_default() += 1,
+                Action::Replace => *d.replaces.entry(step.address.kind()).or_default() += 1,
+                Action::Create | Action::Update => {}
             }
         }
-        if changed.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "live state changed since the plan:\n{}",
-                changed.join("\n")
-            ))
-        }
+        d
     }
 
-    /// sha256 of the canonical JSON of the plan.
+    /// sha256 of the plan's canonical JSON: the `plan` member of the plan file with object
+    /// keys sorted and no whitespace (serde_json's compact form). For an ASCII plan,
+    /// `jq -cjS .plan FILE | sha256sum` gives the same digest.
     pub fn hash(&self) -> String {
-        let body = serde_json::to_vec(self).expect("plan serialises");
+        let canonical = serde_json::to_value(self).expect("plan serialises");
+        let body = serde_json::to_vec(&canonical).expect("plan serialises");
         hex::encode(Sha256::digest(body))
     }
 
-    /// The plan file: `{"sha256": ..., "plan": ...}`, canonical (fields in a fixed order, maps sorted).
-    pub fn to_file(&self) -> String {
-        let file = serde_json::json!({ "sha256": self.hash(), "plan": self });
+    /// The plan file: `{"sha256": ..., "plan": ..., "author_attestation": ...}` with sorted keys.
+    pub fn to_file(&self, author_attestation: Option<&str>) -> String {
+        let mut file = serde_json::json!({ "sha256": self.hash(), "plan": self });
+        if let Some(a) = author_attestation {
+            file["author_attestation"] = serde_json::Value::String(a.to_string());
+        }
         serde_json::to_string_pretty(&file).expect("plan serialises") + "\n"
     }
 
     /// Reads a plan file, refusing one whose body does not match its hash.
-    pub fn from_file(text: &str) -> Result<Self, PlanFileError> {
+    pub fn from_file(text: &str) -> Result<PlanFile, PlanFileError> {
+        #[derive(Deserialize)]
+        struct Head {
+            plan: Head2,
+        }
+        #[derive(Deserialize)]
+        struct Head2 {
+            format: u32,
+        }
         #[derive(Deserialize)]
         struct File {
             sha256: String,
             plan: Plan,
+            #[serde(default)]
+            author_attestation: Option<String>,
+        }
+        if let Ok(head) = serde_json::from_str::<Head>(text)
+            && head.plan.format != FORMAT
+        {
+            return Err(PlanFileError::Format(head.plan.format));
         }
         let file: File =
             serde_json::from_str(text).map_err(|e| PlanFileError::Malformed(e.to_string()))?;
-        if file.plan.format != FORMAT {
-            return Err(PlanFileError::Format(file.plan.format));
-        }
         let actual = file.plan.hash();
         if actual != file.sha256 {
             return Err(PlanFileError::HashMismatch {
@@ -263,7 +421,54 @@ impl Plan {
                 actual,
             });
         }
-        Ok(file.plan)
+        Ok(PlanFile {
+            hash: actual,
+            plan: file.plan,
+            author_attestation: file.author_attestation,
+        })
+    }
+}
+
+/// A plan file as read: the plan, its verified hash, and the attestation of its author.
+#[derive(Clone, Debug)]
+pub struct PlanFile {
+    pub plan: Plan,
+    pub hash: String,
+    pub author_attestation: Option<String>,
+}
+
+/// Deletions and replacements of a plan, per kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Destructive {
+    pub deletes: BTreeMap<&'static str, usize>,
+    pub replaces: BTreeMap<&'static str, usize>,
+}
+
+impl Destructive {
+    pub fn total(&self) -> usize {
+        self.deletes.values().sum::<usize>() + self.replaces.values().sum::<usize>()
+    }
+
+    /// `6 deletions (gitlab.member: 6), 1 replacement (gitlab.protected_branch: 1)`.
+    pub fn describe(&self) -> String {
+        let part = |n: usize, one: &str, many: &str, by: &BTreeMap<&str, usize>| {
+            let kinds: Vec<String> = by.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            format!(
+                "{n} {} ({})",
+                if n == 1 { one } else { many },
+                kinds.join(", ")
+            )
+        };
+        let mut parts = Vec::new();
+        let d: usize = self.deletes.values().sum();
+        if d > 0 {
+            parts.push(part(d, "deletion", "deletions", &self.deletes));
+        }
+        let r: usize = self.replaces.values().sum();
+        if r > 0 {
+            parts.push(part(r, "replacement", "replacements", &self.replaces));
+        }
+        parts.join(", ")
     }
 }
 
@@ -349,7 +554,7 @@ pub fn compute(
                         Action::Update
                     },
                     changes,
-                    l.fingerprint(),
+                    Precondition::of(Some(l)),
                 )
             }
             _ => (
@@ -362,7 +567,7 @@ pub fn compute(
                         after: Some(v.clone()),
                     })
                     .collect(),
-                "absent".to_string(),
+                Precondition::Absent,
             ),
         };
         let notes = match action {
@@ -405,7 +610,7 @@ pub fn compute(
                         })
                         .collect(),
                     desired: Fields::new(),
-                    precondition: l.fingerprint(),
+                    precondition: Precondition::of(Some(l)),
                     depends_on: Vec::new(),
                     notes: Vec::new(),
                 },
@@ -435,7 +640,10 @@ pub fn compute(
         format: FORMAT,
         revision: revision.to_string(),
         created_at: String::new(),
-        author: String::new(),
+        author: Author::unverified("not stamped"),
+        origin: None,
+        digests: BTreeMap::new(),
+        gate_changes: Vec::new(),
         steps: ordered,
         unmanaged,
         blocked: blocked
@@ -596,8 +804,8 @@ mod tests {
     fn plan_file_round_trips_and_detects_edits() {
         let (d, live, g) = setup(Observed::Absent);
         let plan = compute("r", &d, &live, &g, &Prune::new(), &|_| None);
-        let text = plan.to_file();
-        assert_eq!(Plan::from_file(&text).unwrap(), plan);
+        let text = plan.to_file(None);
+        assert_eq!(Plan::from_file(&text).unwrap().plan, plan);
         let edited = text.replace("\"x\"", "\"y\"");
         assert!(matches!(
             Plan::from_file(&edited),

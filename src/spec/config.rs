@@ -65,7 +65,7 @@ pub struct Environment {
 }
 
 /// Approval checkpoint for a scope.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Gate {
     /// Number of distinct approvals a plan needs before apply (0: no gate).
@@ -117,14 +117,23 @@ pub struct PlanSettings {
     /// Oldest plan that apply accepts, as a duration (`30m`, `24h`).
     #[serde(default = "default_max_age")]
     pub max_age: String,
+    /// Most deletions and replacements a plan may hold before apply needs `--allow-deletes`
+    /// (on top of its approvals). The daemon never deletes without an approved plan.
+    #[serde(default = "default_max_deletes")]
+    pub max_deletes: u32,
 }
 
 impl Default for PlanSettings {
     fn default() -> Self {
         Self {
             max_age: default_max_age(),
+            max_deletes: default_max_deletes(),
         }
     }
+}
+
+fn default_max_deletes() -> u32 {
+    5
 }
 
 fn default_max_age() -> String {

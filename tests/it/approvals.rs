@@ -200,10 +200,11 @@ fn a_plan_older_than_max_age_is_refused() {
     let g = Gated::new("gitlab: {url: http://gitlab.invalid}\nplan: {max_age: 1h}\n");
     g.plan_as("alice");
     let path = g.plan_file();
-    let mut plan =
-        reconcile::plan::Plan::from_file(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut plan = reconcile::plan::Plan::from_file(&std::fs::read_to_string(&path).unwrap())
+        .unwrap()
+        .plan;
     plan.created_at = "2026-01-01T00:00:00Z".into();
-    std::fs::write(&path, plan.to_file()).unwrap();
+    std::fs::write(&path, plan.to_file(None)).unwrap();
     let out = g.apply();
     assert_eq!(out.status.code(), Some(1));
     assert!(

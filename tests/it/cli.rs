@@ -44,8 +44,19 @@ fn plan_without_a_token_says_so_and_contacts_nothing() {
 }
 
 #[test]
-fn unknown_subcommand_is_a_usage_error() {
+fn usage_errors_exit_1_never_2() {
+    // 2 means "changes present": a CI step `plan ... || test $? -eq 2` must not pass on a typo.
     let out = reconcile(&["plna"]);
-    assert_eq!(out.status.code(), Some(2), "clap's usage errors exit 2");
+    assert_eq!(out.status.code(), Some(1), "a usage error exits 1");
     assert!(text(&out.stderr).contains("tip: a similar subcommand exists: 'plan'"));
+    let dir = tempfile::tempdir().unwrap();
+    let plan_file = dir.path().join("plan.json");
+    let flag = reconcile(&["plan", "--dri", "ds", "--out", plan_file.to_str().unwrap()]);
+    assert_eq!(flag.status.code(), Some(1), "{}", text(&flag.stderr));
+    assert!(text(&flag.stderr).contains("unexpected argument '--dri'"));
+    assert!(!plan_file.exists());
+    // The positive controls: --help and --version are not errors.
+    assert_eq!(reconcile(&["--help"]).status.code(), Some(0));
+    assert_eq!(reconcile(&["plan", "--help"]).status.code(), Some(0));
+    assert_eq!(reconcile(&["--version"]).status.code(), Some(0));
 }

@@ -191,7 +191,7 @@ fn hold_policy_waits_for_an_http_approval_and_refuses_wrong_tokens() {
     let hash = plans[0]["hash"].as_str().unwrap().to_string();
     let once_hash = reconcile::plan::Plan::from_file(&std::fs::read_to_string(&held).unwrap())
         .unwrap()
-        .hash();
+        .hash;
     assert_eq!(hash, once_hash, "the same held plan is kept across cycles");
     assert_eq!(
         hook.messages()
@@ -416,7 +416,7 @@ fn example_staging_is_corrected_and_production_held() {
     );
     let held =
         std::fs::read_to_string(ws.dir().join(".reconcile/held/production.plan.json")).unwrap();
-    let plan = reconcile::plan::Plan::from_file(&held).unwrap();
+    let plan = reconcile::plan::Plan::from_file(&held).unwrap().plan;
     let steps: Vec<String> = plan
         .steps
         .iter()

@@ -316,9 +316,7 @@ fn plan_file_is_applied_and_refused_when_edited_or_stale() {
     let stale = gitlab.reconcile(dir.path(), &["apply", plan_arg], &[]);
     assert_eq!(stale.status.code(), Some(1));
     assert!(
-        text(&stale.stderr).contains(
-            "gitlab.user/dev1: the plan says create, now it would be update (email, name)"
-        ),
+        text(&stale.stderr).contains("gitlab.user/dev1: was created live since the plan"),
         "{}",
         text(&stale.stderr)
     );

@@ -84,11 +84,22 @@ enum Attempt {
     },
 }
 
+/// How requests authenticate.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// `PRIVATE-TOKEN` (a personal, project or group access token).
+    Token(SecretValue),
+    /// `JOB-TOKEN` (a CI job's `CI_JOB_TOKEN`).
+    JobToken(SecretValue),
+    /// No credentials (public endpoints).
+    Anonymous,
+}
+
 /// A GitLab REST client for the `gitlab` crate's endpoints.
 pub struct GitlabClient {
     http: reqwest::Client,
     api: Url,
-    token: SecretValue,
+    auth: Auth,
     options: ClientOptions,
     permits: Arc<Semaphore>,
     requests: AtomicU64,
@@ -98,6 +109,14 @@ impl GitlabClient {
     pub fn new(
         base_url: &str,
         token: SecretValue,
+        options: ClientOptions,
+    ) -> Result<Self, TransportError> {
+        Self::with_auth(base_url, Auth::Token(token), options)
+    }
+
+    pub fn with_auth(
+        base_url: &str,
+        auth: Auth,
         options: ClientOptions,
     ) -> Result<Self, TransportError> {
         let base =
@@ -113,7 +132,7 @@ impl GitlabClient {
         Ok(Self {
             http,
             api,
-            token,
+            auth,
             permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
             options,
             requests: AtomicU64::new(0),
@@ -123,6 +142,53 @@ impl GitlabClient {
     /// Requests sent so far (every attempt counts).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The API base (`…/api/v4/`), for messages.
+    pub fn api_url(&self) -> &Url {
+        &self.api
+    }
+
+    /// One GET for checks that must fail fast (preflight, identities): no retry when there is
+    /// no answer (an unreachable server is one clear error at once), the usual backoff while
+    /// GitLab answers 429 or 5xx. The status and body, or why there was no response.
+    pub async fn get_raw(&self, endpoint: &str) -> Result<(StatusCode, Bytes), TransportError> {
+        let url = self
+            .api
+            .join(endpoint)
+            .map_err(|e| TransportError::Url(e.to_string()))?;
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(self.options.min_backoff)
+            .with_max_delay(self.options.max_backoff)
+            .with_max_times(self.options.attempts.saturating_sub(1))
+            .with_jitter();
+        let headers = http::HeaderMap::new();
+        let result = (|| async {
+            match self.attempt(&Method::GET, &url, &headers, &[]).await {
+                Attempt::Done(rsp) => Ok(Ok((rsp.status(), rsp.into_body()))),
+                Attempt::Retry {
+                    status: None,
+                    reason,
+                    ..
+                } => Ok(Err(TransportError::Connection {
+                    method: Method::GET,
+                    path: url.to_string(),
+                    reason,
+                })),
+                Attempt::Retry {
+                    status: Some(status),
+                    after,
+                    ..
+                } => Err((status, after)),
+            }
+        })
+        .retry(backoff)
+        .adjust(|(_, after): &(StatusCode, Option<Duration>), planned| after.or(planned))
+        .await;
+        match result {
+            Ok(answer) => answer,
+            Err((status, _)) => Ok((status, Bytes::new())),
+        }
     }
 
     async fn attempt(
@@ -142,8 +208,12 @@ impl GitlabClient {
         let mut req = self
             .http
             .request(method.clone(), url.clone())
-            .headers(headers.clone())
-            .header("PRIVATE-TOKEN", self.token.expose());
+            .headers(headers.clone());
+        req = match &self.auth {
+            Auth::Token(t) => req.header("PRIVATE-TOKEN", t.expose()),
+            Auth::JobToken(t) => req.header("JOB-TOKEN", t.expose()),
+            Auth::Anonymous => req,
+        };
         if !body.is_empty() {
             req = req.body(body.to_vec());
         }
@@ -153,6 +223,8 @@ impl GitlabClient {
                 crate::metrics::api_error("gitlab");
                 let reason = if e.is_timeout() {
                     "timed out".to_string()
+                } else if e.is_connect() {
+                    "connection refused or host unreachable".to_string()
                 } else {
                     "connection failed or reset".to_string()
                 };

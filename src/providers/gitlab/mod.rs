@@ -8,6 +8,7 @@
 
 mod client;
 mod endpoints;
+pub mod identity;
 mod member;
 mod project;
 mod protected_branch;
@@ -21,7 +22,7 @@ use gitlab::api::{self, ApiError, AsyncQuery};
 use http::StatusCode;
 use serde_json::Value as Json;
 
-pub use client::{ClientOptions, GitlabClient, TransportError};
+pub use client::{Auth, ClientOptions, GitlabClient, TransportError};
 
 use crate::address::Address;
 use crate::live::{Desired, Live, LiveState, Observed};
@@ -76,6 +77,8 @@ pub(crate) fn encode(path: &str) -> String {
 pub struct Gitlab {
     client: GitlabClient,
     key: FingerprintKey,
+    /// The token's user, once preflight asked GitLab.
+    identity: std::sync::OnceLock<identity::Identity>,
 }
 
 /// The secret values that desired variables take, resolved before planning.
@@ -83,7 +86,27 @@ pub type SecretValues = BTreeMap<SecretSource, SecretValue>;
 
 impl Gitlab {
     pub fn new(client: GitlabClient, key: FingerprintKey) -> Self {
-        Self { client, key }
+        Self {
+            client,
+            key,
+            identity: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Checks the URL and the token ([`identity::preflight`]); the identity is kept for the
+    /// run.
+    pub async fn preflight(&self, needs: identity::Needs) -> Result<identity::Identity, String> {
+        if let Some(known) = self.identity.get() {
+            return Ok(known.clone());
+        }
+        let found = identity::preflight(&self.client, needs).await?;
+        let _ = self.identity.set(found.clone());
+        Ok(found)
+    }
+
+    /// The REST client (for identity lookups through [`crate::approve::Directory`]).
+    pub fn client(&self) -> &GitlabClient {
+        &self.client
     }
 
     pub fn key(&self) -> &FingerprintKey {
@@ -149,7 +172,10 @@ impl Gitlab {
     /// Reads the live state of every desired GitLab resource.
     pub async fn read(&self, desired: &[Desired]) -> LiveState {
         let mut live = LiveState::default();
-        let me = self.current_user().await;
+        let me = match self.identity.get() {
+            Some(i) => Some(i.user.username.to_lowercase()),
+            None => self.current_user().await,
+        };
 
         let mut usernames: Vec<String> = desired
             .iter()
