@@ -14,5 +14,6 @@ mod projects;
 mod protected_branches;
 mod rate_limit;
 mod state_file;
+mod tokens;
 mod users;
 mod variables;
