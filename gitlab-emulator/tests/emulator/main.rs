@@ -8,6 +8,7 @@ mod capacity;
 mod concurrency;
 mod control_plane;
 mod faults;
+mod keys;
 mod members;
 mod pagination;
 mod projects;
