@@ -8,6 +8,7 @@ mod capacity;
 mod concurrency;
 mod control_plane;
 mod faults;
+mod jobs;
 mod keys;
 mod members;
 mod pagination;
