@@ -33,9 +33,11 @@ pub struct RateLimit {
 pub struct Config {
     /// Address to bind; port 0 picks a free port. Default `127.0.0.1:0`.
     pub listen: SocketAddr,
-    /// Tokens that authenticate as the `root` administrator (user id 1).
+    /// Tokens that authenticate as the `root` administrator (user id 1), each
+    /// `TOKEN` or `TOKEN:scope1,scope2` (default scopes `api`, `sudo`).
     pub admin_tokens: Vec<String>,
-    /// Tokens of regular (non-admin) users, each `TOKEN` or `USERNAME=TOKEN`.
+    /// Tokens of regular (non-admin) users, each `TOKEN` or `USERNAME=TOKEN`,
+    /// optionally with a `:scope1,scope2` suffix (default scope `api`).
     /// Without a username the user is named `user1`, `user2`, ... in order.
     pub user_tokens: Vec<String>,
     /// CE (default) or EE semantics.
@@ -64,27 +66,103 @@ impl Default for Config {
     }
 }
 
-/// A parsed `--user-token` entry.
+/// A parsed `--admin-token` or `--user-token` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct UserTokenSpec {
+pub(crate) struct TokenSpec {
+    /// The user the token belongs to (`root` for admin tokens).
     pub username: String,
     pub token: String,
+    /// Scopes from a `:scope1,scope2` suffix, or the defaults (`api`, plus
+    /// `sudo` for admin tokens).
+    pub scopes: Vec<String>,
 }
 
-/// Parses `user_tokens` entries (`TOKEN` or `USERNAME=TOKEN`) into specs with usernames.
-pub(crate) fn parse_user_tokens(entries: &[String]) -> Vec<UserTokenSpec> {
+/// Splits a `TOKEN[:scope1,scope2]` value. The suffix is taken as scopes only
+/// when every comma-separated part is a known scope name
+/// ([`crate::scopes::ALL_SCOPES`]); otherwise the whole value is the token.
+fn split_scopes(value: &str, default: &[&str]) -> (String, Vec<String>) {
+    if let Some((token, suffix)) = value.rsplit_once(':') {
+        let parts: Vec<&str> = suffix.split(',').map(str::trim).collect();
+        if !token.is_empty()
+            && !parts.is_empty()
+            && parts.iter().all(|p| crate::scopes::is_known(p))
+        {
+            return (
+                token.to_string(),
+                parts.into_iter().map(String::from).collect(),
+            );
+        }
+    }
+    (
+        value.to_string(),
+        default.iter().map(|s| s.to_string()).collect(),
+    )
+}
+
+/// Parses `admin_tokens` entries (`TOKEN` or `TOKEN:scopes`): tokens of `root`.
+pub(crate) fn parse_admin_tokens(entries: &[String]) -> Vec<TokenSpec> {
+    entries
+        .iter()
+        .map(|entry| {
+            let (token, scopes) = split_scopes(entry, &["api", "sudo"]);
+            TokenSpec {
+                username: "root".into(),
+                token,
+                scopes,
+            }
+        })
+        .collect()
+}
+
+/// Parses `user_tokens` entries (`TOKEN` or `USERNAME=TOKEN`, either with an
+/// optional `:scopes` suffix) into specs with usernames.
+pub(crate) fn parse_user_tokens(entries: &[String]) -> Vec<TokenSpec> {
     entries
         .iter()
         .enumerate()
-        .map(|(i, entry)| match entry.split_once('=') {
-            Some((user, token)) if !user.is_empty() && !token.is_empty() => UserTokenSpec {
-                username: user.to_string(),
-                token: token.to_string(),
-            },
-            _ => UserTokenSpec {
-                username: format!("user{}", i + 1),
-                token: entry.clone(),
-            },
+        .map(|(i, entry)| {
+            let (username, rest) = match entry.split_once('=') {
+                Some((user, rest)) if !user.is_empty() && !rest.is_empty() => {
+                    (user.to_string(), rest)
+                }
+                _ => (format!("user{}", i + 1), entry.as_str()),
+            };
+            let (token, scopes) = split_scopes(rest, &["api"]);
+            TokenSpec {
+                username,
+                token,
+                scopes,
+            }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_suffixes() {
+        let users = parse_user_tokens(&[
+            "alice=tok:read_api".into(),
+            "plain".into(),
+            "bob=a:b".into(),
+            "carol=t:read_user,read_api".into(),
+        ]);
+        assert_eq!(users[0].username, "alice");
+        assert_eq!(users[0].token, "tok");
+        assert_eq!(users[0].scopes, vec!["read_api"]);
+        assert_eq!(users[1].username, "user2");
+        assert_eq!(users[1].token, "plain");
+        assert_eq!(users[1].scopes, vec!["api"]);
+        assert_eq!(
+            users[2].token, "a:b",
+            "unknown scope: the colon is part of the token"
+        );
+        assert_eq!(users[3].scopes, vec!["read_user", "read_api"]);
+        let admins = parse_admin_tokens(&["adm".into(), "adm2:api".into()]);
+        assert_eq!(admins[0].scopes, vec!["api", "sudo"]);
+        assert_eq!(admins[1].token, "adm2");
+        assert_eq!(admins[1].scopes, vec!["api"]);
+    }
 }

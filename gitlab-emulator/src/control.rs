@@ -1,15 +1,16 @@
 //! The control plane under `/-/emulator/`: reset, state dump and load (HTTP
-//! body or the state file), request counters, and fault settings. Never
-//! counted, never faulted, never rate-limited, and unauthenticated (the
-//! emulator listens on loopback for tests).
+//! body or the state file), request counters, fault settings, and fixtures
+//! the API cannot create (personal access tokens with chosen secrets, CI
+//! jobs). Never counted, never faulted, never rate-limited, and
+//! unauthenticated (the emulator listens on loopback for tests).
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
@@ -35,6 +36,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             "/-/emulator/faults",
             get(get_faults).put(put_faults).delete(delete_faults),
         )
+        .route("/-/emulator/tokens", post(post_token))
+        .route("/-/emulator/jobs", post(post_job))
+        .route("/-/emulator/jobs/{id}", put(put_job))
         .with_state(app)
 }
 
@@ -121,6 +125,45 @@ async fn put_faults(State(app): State<Arc<App>>, body: Bytes) -> Response {
 async fn delete_faults(State(app): State<Arc<App>>) -> Response {
     app.faults.set(Faults::default());
     StatusCode::NO_CONTENT.into_response()
+}
+
+fn seeded(result: Result<Value, crate::seed::SeedError>, status: StatusCode) -> Response {
+    match result {
+        Ok(body) => (status, Json(body)).into_response(),
+        Err(e) => ApiError::message(e.status, e.message).into_response(),
+    }
+}
+
+/// The JSON body of a fixture request (an empty body is `{}`).
+fn json_body(body: &Bytes) -> Result<Value, String> {
+    if body.is_empty() {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+async fn post_token(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    match json_body(&body) {
+        Ok(spec) => seeded(crate::seed::create_token(&app, &spec), StatusCode::CREATED),
+        Err(reason) => bad_request(reason),
+    }
+}
+
+async fn post_job(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    match json_body(&body) {
+        Ok(spec) => seeded(crate::seed::create_job(&app, &spec), StatusCode::CREATED),
+        Err(reason) => bad_request(reason),
+    }
+}
+
+async fn put_job(State(app): State<Arc<App>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return bad_request(format!("job id {id:?} is not a number"));
+    };
+    match json_body(&body) {
+        Ok(spec) => seeded(crate::seed::update_job(&app, id, &spec), StatusCode::OK),
+        Err(reason) => bad_request(reason),
+    }
 }
 
 /// An error and its sources, joined with ": ".

@@ -35,6 +35,9 @@ pub enum EmulatorError {
     /// The configuration is contradictory (e.g. the same token twice).
     #[error("invalid configuration: {reason}")]
     Config { reason: String },
+    /// A fixture request (`create_token`, `create_job`, `update_job`) was refused.
+    #[error("invalid fixture request ({status}): {reason}")]
+    Fixture { status: u16, reason: String },
 }
 
 /// An API error response, shaped like GitLab's.

@@ -1,10 +1,11 @@
 //! In-memory emulator of the GitLab CE REST API v4 subset that `reconcile` drives.
 //!
 //! This crate owns a faithful-enough imitation of GitLab CE 18.4 for users,
-//! namespaces and groups, projects, project members, protected branches and
-//! project CI/CD variables, plus a control plane under `/-/emulator/` for
-//! tests and benchmarks (reset, state load and dump, request counters, fault
-//! injection). It never talks to a real GitLab and never touches the network
+//! namespaces and groups, projects, project members, protected branches,
+//! project CI/CD variables, personal access tokens (scopes, expiry,
+//! revocation, `Sudo`), SSH keys and CI jobs, plus a control plane under
+//! `/-/emulator/` for tests and benchmarks (reset, state load and dump,
+//! request counters, fault injection, token and job fixtures). It never talks to a real GitLab and never touches the network
 //! beyond the loopback listener it binds.
 //!
 //! Start it in-process for tests:
@@ -35,7 +36,10 @@ mod model;
 mod pagination;
 mod params;
 mod ratelimit;
+mod scopes;
+mod seed;
 mod server;
+mod sshkeys;
 mod state;
 mod time;
 

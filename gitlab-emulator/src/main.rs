@@ -24,10 +24,12 @@ struct Args {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
-    /// Token of the `root` administrator (repeatable).
+    /// Token of the `root` administrator, `TOKEN` or `TOKEN:scope1,scope2`
+    /// (default scopes api,sudo; repeatable).
     #[arg(long = "admin-token", required = true)]
     admin_tokens: Vec<String>,
-    /// Token of a regular user, `TOKEN` or `USERNAME=TOKEN` (repeatable).
+    /// Token of a regular user, `TOKEN` or `USERNAME=TOKEN`, optionally with a
+    /// `:scope1,scope2` suffix (default scope api; repeatable).
     #[arg(long = "user-token")]
     user_tokens: Vec<String>,
     /// State file: loaded at start if present, written on SIGTERM and on POST /-/emulator/dump.

@@ -617,3 +617,271 @@ impl Project {
         v
     }
 }
+
+/// A personal access token. Tokens from `--admin-token`/`--user-token` are
+/// `configured`: they are re-created on reset and load and never written to
+/// the state file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct AccessToken {
+    pub id: u64,
+    pub user_id: u64,
+    pub name: String,
+    pub description: Option<String>,
+    /// The secret itself (the state file is a test fixture, not a secret store).
+    pub token: String,
+    pub scopes: Vec<String>,
+    pub created_at: String,
+    /// `YYYY-MM-DD`; the token stops working on that day (`expires_at <= now`).
+    pub expires_at: Option<String>,
+    pub revoked: bool,
+    pub last_used_at: Option<String>,
+    /// Unix ms of `last_used_at` (GitLab refreshes it at most every 10 minutes).
+    #[serde(default)]
+    pub last_used_ms: u64,
+    #[serde(skip)]
+    pub configured: bool,
+}
+
+impl AccessToken {
+    /// `Expirable#expired?` for a date column: expired from the start of `expires_at`.
+    pub fn expired(&self, today: &str) -> bool {
+        self.expires_at.as_deref().is_some_and(|d| d <= today)
+    }
+
+    /// `Entities::PersonalAccessToken`.
+    pub fn to_json(&self, today: &str) -> Value {
+        json!({
+            "id": self.id,
+            "name": self.name,
+            "revoked": self.revoked,
+            "created_at": self.created_at,
+            "description": self.description,
+            "scopes": self.scopes,
+            "user_id": self.user_id,
+            "last_used_at": self.last_used_at,
+            "active": !self.revoked && !self.expired(today),
+            "expires_at": self.expires_at,
+        })
+    }
+
+    /// `Entities::PersonalAccessTokenWithToken`: the entity plus `token`.
+    pub fn to_json_with_token(&self, today: &str) -> Value {
+        let mut v = self.to_json(today);
+        v["token"] = json!(self.token);
+        v
+    }
+}
+
+/// An SSH key of a user (`Key`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SshKey {
+    pub id: u64,
+    pub user_id: u64,
+    pub title: String,
+    /// Sanitised key text (`type base64[ comment]`).
+    pub key: String,
+    pub fingerprint_sha256: String,
+    pub fingerprint_md5: String,
+    pub created_at: String,
+    pub expires_at: Option<String>,
+    pub usage_type: String,
+    pub last_used_at: Option<String>,
+}
+
+impl SshKey {
+    /// `Entities::SSHKey`. `key` is `Key#publishable_key`: the comment is
+    /// replaced by `"<user name> (<host>)"`.
+    pub fn to_json(&self, owner_name: &str, host: &str) -> Value {
+        let mut parts: Vec<&str> = self.key.split_whitespace().take(2).collect();
+        let ident = format!("{owner_name} ({host})");
+        parts.push(&ident);
+        json!({
+            "id": self.id,
+            "title": self.title,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "last_used_at": self.last_used_at,
+            "key": parts.join(" "),
+            "usage_type": self.usage_type,
+        })
+    }
+}
+
+/// Job statuses the emulator models (`Ci::HasStatus`).
+pub(crate) const JOB_STATUSES: &[&str] = &[
+    "created", "pending", "running", "success", "failed", "canceled",
+];
+
+/// A CI pipeline (only what jobs reference).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Pipeline {
+    pub id: u64,
+    pub iid: u64,
+    pub project_id: u64,
+    pub sha: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    pub source: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A CI job (`Ci::Build`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Job {
+    pub id: u64,
+    pub project_id: u64,
+    pub pipeline_id: u64,
+    pub user_id: Option<u64>,
+    pub name: String,
+    pub stage: String,
+    pub status: String,
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    pub trace: String,
+    /// `CI_JOB_TOKEN`; valid only while the job is `running` (`Ci::AuthJobFinder`).
+    pub token: String,
+    pub failure_reason: Option<String>,
+    pub created_at_ms: u64,
+    pub started_at_ms: Option<u64>,
+    pub finished_at_ms: Option<u64>,
+}
+
+/// Milliseconds as an entity timestamp (`2025-01-31T12:00:00.123Z`).
+pub(crate) fn iso_ms(ms: u64) -> String {
+    crate::time::iso_from_ms(ms)
+}
+
+impl Pipeline {
+    /// `Ci::HasStatus` composite status of its jobs (simplified): all created
+    /// → created; all success → success; any running, or pending mixed with
+    /// finished jobs → running; only pending/created → pending; then failed,
+    /// canceled, success.
+    pub fn status<'a>(&self, job_statuses: impl Iterator<Item = &'a str>) -> &'static str {
+        let statuses: Vec<&str> = job_statuses.collect();
+        let all = |s: &str| !statuses.is_empty() && statuses.iter().all(|x| *x == s);
+        let any = |s: &str| statuses.contains(&s);
+        if statuses.is_empty() || all("created") {
+            "created"
+        } else if all("success") {
+            "success"
+        } else if any("running")
+            || (any("pending")
+                && statuses
+                    .iter()
+                    .any(|s| !matches!(*s, "pending" | "created")))
+        {
+            "running"
+        } else if any("pending") {
+            "pending"
+        } else if any("failed") {
+            "failed"
+        } else if any("canceled") {
+            "canceled"
+        } else {
+            "success"
+        }
+    }
+
+    /// `Entities::Ci::PipelineBasic`.
+    pub fn to_json(&self, status: &str, project_web_url: &str) -> Value {
+        json!({
+            "id": self.id,
+            "iid": self.iid,
+            "project_id": self.project_id,
+            "sha": self.sha,
+            "ref": self.ref_name,
+            "status": status,
+            "source": self.source,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "web_url": format!("{project_web_url}/-/pipelines/{}", self.id),
+        })
+    }
+
+    /// `Entities::Commit` for the pipeline's (imaginary) commit.
+    pub fn commit_json(&self, author: Option<&User>, project_web_url: &str) -> Value {
+        let (name, email) = author.map_or(("Administrator", "admin@example.com"), |u| {
+            (u.name.as_str(), u.email.as_str())
+        });
+        json!({
+            "id": self.sha,
+            "short_id": &self.sha[..8.min(self.sha.len())],
+            "created_at": self.created_at,
+            "parent_ids": [],
+            "title": format!("Emulated commit for pipeline {}", self.id),
+            "message": format!("Emulated commit for pipeline {}\n", self.id),
+            "author_name": name,
+            "author_email": email,
+            "authored_date": self.created_at,
+            "committer_name": name,
+            "committer_email": email,
+            "committed_date": self.created_at,
+            "trailers": {},
+            "extended_trailers": {},
+            "web_url": format!("{project_web_url}/-/commit/{}", self.sha),
+        })
+    }
+}
+
+impl Job {
+    /// Seconds spent running (`duration`): until it finished, or until now.
+    pub fn duration(&self, now_ms: u64) -> Option<f64> {
+        let start = self.started_at_ms?;
+        let end = self.finished_at_ms.unwrap_or(now_ms);
+        Some(end.saturating_sub(start) as f64 / 1000.0)
+    }
+
+    /// Seconds spent queued (`queued_duration`): from creation until it
+    /// started, or until now while it waits.
+    pub fn queued_duration(&self, now_ms: u64) -> Option<f64> {
+        if self.status == "created" {
+            return None;
+        }
+        let end = self.started_at_ms.or(self.finished_at_ms).unwrap_or(now_ms);
+        Some(end.saturating_sub(self.created_at_ms) as f64 / 1000.0)
+    }
+
+    /// `Entities::Ci::Job` (JobBasic plus artifacts, runner, archived, tag list).
+    pub fn to_json(
+        &self,
+        user: Option<&User>,
+        pipeline: &Value,
+        commit: &Value,
+        project_web_url: &str,
+        base_url: &str,
+        now_ms: u64,
+    ) -> Value {
+        let mut v = json!({
+            "id": self.id,
+            "status": self.status,
+            "stage": self.stage,
+            "name": self.name,
+            "ref": self.ref_name,
+            "tag": false,
+            "coverage": Value::Null,
+            "allow_failure": false,
+            "created_at": iso_ms(self.created_at_ms),
+            "started_at": self.started_at_ms.map(iso_ms),
+            "finished_at": self.finished_at_ms.map(iso_ms),
+            "erased_at": Value::Null,
+            "duration": self.duration(now_ms),
+            "queued_duration": self.queued_duration(now_ms),
+            "user": user.map(|u| u.to_json(base_url, UserView::Public)),
+            "commit": commit,
+            "pipeline": pipeline,
+            "web_url": format!("{project_web_url}/-/jobs/{}", self.id),
+            "project": { "ci_job_token_scope_enabled": false },
+            "artifacts": [],
+            "runner": Value::Null,
+            "runner_manager": Value::Null,
+            "artifacts_expire_at": Value::Null,
+            "archived": false,
+            "tag_list": [],
+        });
+        if self.status == "failed" {
+            v["failure_reason"] = json!(self.failure_reason.as_deref().unwrap_or("script_failure"));
+        }
+        v
+    }
+}

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
-use crate::config::{Config, UserTokenSpec, parse_user_tokens};
+use crate::config::{Config, TokenSpec, parse_admin_tokens, parse_user_tokens};
 use crate::counters::{CounterStore, Counters};
 use crate::error::EmulatorError;
 use crate::faults::{FaultEngine, Faults};
@@ -27,7 +27,8 @@ use crate::state::State;
 /// Everything the handlers share.
 pub(crate) struct App {
     pub config: Config,
-    pub user_specs: Vec<UserTokenSpec>,
+    pub admin_specs: Vec<TokenSpec>,
+    pub user_specs: Vec<TokenSpec>,
     pub base_url: String,
     pub state: Mutex<State>,
     pub counters: CounterStore,
@@ -38,12 +39,12 @@ pub(crate) struct App {
 impl App {
     /// A fresh state with the configured tokens.
     pub fn fresh_state(&self) -> State {
-        State::fresh(&self.config.admin_tokens, &self.user_specs)
+        State::fresh(&self.admin_specs, &self.user_specs)
     }
 
     /// Replaces the state with `state`, re-applying the configured tokens.
     pub fn replace_state(&self, mut state: State) {
-        state.apply_tokens(&self.config.admin_tokens, &self.user_specs);
+        state.apply_tokens(&self.admin_specs, &self.user_specs);
         *self.state.lock() = state;
     }
 
@@ -80,8 +81,9 @@ impl Emulator {
     /// Binds `config.listen`, loads `config.state_file` when it exists, and
     /// serves until [`Emulator::shutdown`].
     pub async fn start(config: Config) -> Result<Emulator, EmulatorError> {
+        let admin_specs = parse_admin_tokens(&config.admin_tokens);
         let user_specs = parse_user_tokens(&config.user_tokens);
-        check_tokens(&config, &user_specs)?;
+        check_tokens(&admin_specs, &user_specs)?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -98,14 +100,15 @@ impl Emulator {
         let state = match &config.state_file {
             Some(path) if path.exists() => {
                 let mut s = State::load(path)?;
-                s.apply_tokens(&config.admin_tokens, &user_specs);
+                s.apply_tokens(&admin_specs, &user_specs);
                 tracing::info!(path = %path.display(), users = s.users.len(), projects = s.projects.len(), "Loaded state file");
                 s
             }
-            _ => State::fresh(&config.admin_tokens, &user_specs),
+            _ => State::fresh(&admin_specs, &user_specs),
         };
         let app = Arc::new(App {
             base_url: format!("http://{addr}"),
+            admin_specs,
             user_specs,
             state: Mutex::new(state),
             counters: CounterStore::default(),
@@ -182,6 +185,66 @@ impl Emulator {
         Ok(())
     }
 
+    /// Creates a personal access token (the `POST /-/emulator/tokens` body:
+    /// `{"user": "alice", "scopes": ["read_api"], "token": "optional-secret",
+    /// "expires_at": "2030-01-01", "name": …, "description": …, "revoked": false}`)
+    /// and returns GitLab's `PersonalAccessTokenWithToken` entity (with `token`).
+    ///
+    /// # Panics
+    /// On an invalid request (unknown user or scope, duplicate secret); see
+    /// [`Emulator::try_create_token`].
+    pub fn create_token(&self, spec: serde_json::Value) -> serde_json::Value {
+        self.try_create_token(spec)
+            .unwrap_or_else(|e| panic!("create_token: {e}"))
+    }
+
+    /// [`Emulator::create_token`] without panicking.
+    pub fn try_create_token(
+        &self,
+        spec: serde_json::Value,
+    ) -> Result<serde_json::Value, EmulatorError> {
+        crate::seed::create_token(&self.app, &spec).map_err(fixture_error)
+    }
+
+    /// Creates a CI job (the `POST /-/emulator/jobs` body: `{"project": 1 or
+    /// "group/proj", "user": "alice", "name": …, "stage": …, "status":
+    /// "running", "ref": …, "pipeline_id": …, "trace": …}`) and returns GitLab's
+    /// job entity plus `"token"` (its `CI_JOB_TOKEN`).
+    ///
+    /// # Panics
+    /// On an invalid request; see [`Emulator::try_create_job`].
+    pub fn create_job(&self, spec: serde_json::Value) -> serde_json::Value {
+        self.try_create_job(spec)
+            .unwrap_or_else(|e| panic!("create_job: {e}"))
+    }
+
+    /// [`Emulator::create_job`] without panicking.
+    pub fn try_create_job(
+        &self,
+        spec: serde_json::Value,
+    ) -> Result<serde_json::Value, EmulatorError> {
+        crate::seed::create_job(&self.app, &spec).map_err(fixture_error)
+    }
+
+    /// Updates job `id` (`{"status": "success", "trace": "appended text",
+    /// "failure_reason": …}`) and returns the job entity plus `"token"`.
+    ///
+    /// # Panics
+    /// On an unknown job or invalid status; see [`Emulator::try_update_job`].
+    pub fn update_job(&self, id: u64, spec: serde_json::Value) -> serde_json::Value {
+        self.try_update_job(id, spec)
+            .unwrap_or_else(|e| panic!("update_job: {e}"))
+    }
+
+    /// [`Emulator::update_job`] without panicking.
+    pub fn try_update_job(
+        &self,
+        id: u64,
+        spec: serde_json::Value,
+    ) -> Result<serde_json::Value, EmulatorError> {
+        crate::seed::update_job(&self.app, id, &spec).map_err(fixture_error)
+    }
+
     /// Stops accepting, lets in-flight requests finish (up to 5 s), and writes
     /// the state file when one is configured.
     pub async fn shutdown(mut self) -> Result<(), EmulatorError> {
@@ -202,13 +265,16 @@ impl Drop for Emulator {
     }
 }
 
-fn check_tokens(config: &Config, users: &[UserTokenSpec]) -> Result<(), EmulatorError> {
+fn fixture_error(e: crate::seed::SeedError) -> EmulatorError {
+    EmulatorError::Fixture {
+        status: e.status.as_u16(),
+        reason: e.message,
+    }
+}
+
+fn check_tokens(admins: &[TokenSpec], users: &[TokenSpec]) -> Result<(), EmulatorError> {
     let mut seen = std::collections::HashSet::new();
-    for token in config
-        .admin_tokens
-        .iter()
-        .chain(users.iter().map(|u| &u.token))
-    {
+    for token in admins.iter().chain(users).map(|s| &s.token) {
         if token.is_empty() {
             return Err(EmulatorError::Config {
                 reason: "empty token".into(),

@@ -1,7 +1,8 @@
 //! The emulated GitLab instance's data: users, namespaces, projects (with their
-//! members, protected branches and variables) and tokens, with the lookup
-//! indexes that keep per-request work independent of the instance's size.
-//! Owns persistence to and from JSON. It knows nothing about HTTP.
+//! members, protected branches and variables), personal access tokens, SSH
+//! keys and CI pipelines and jobs, with the lookup indexes that keep
+//! per-request work independent of the instance's size. Owns persistence to
+//! and from JSON. It knows nothing about HTTP.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -9,13 +10,20 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::UserTokenSpec;
+use crate::config::TokenSpec;
 use crate::error::EmulatorError;
-use crate::model::{Namespace, NamespaceKind, Project, User, UserState, access};
+use crate::model::{
+    AccessToken, Job, Namespace, NamespaceKind, Pipeline, Project, SshKey, User, UserState, access,
+};
 use crate::time::now_iso;
 
-/// Version of the state-file layout.
-const STATE_FORMAT: u32 = 1;
+/// Version of the state-file layout (2: personal access tokens, SSH keys,
+/// pipelines and jobs; format 1 files load too).
+const STATE_FORMAT: u32 = 2;
+
+fn first_id() -> u64 {
+    1
+}
 
 /// Next id per table (GitLab numbers each table separately).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +35,14 @@ pub(crate) struct NextIds {
     pub protected_branch: u64,
     pub ref_access: u64,
     pub variable: u64,
+    #[serde(default = "first_id")]
+    pub token: u64,
+    #[serde(default = "first_id")]
+    pub ssh_key: u64,
+    #[serde(default = "first_id")]
+    pub pipeline: u64,
+    #[serde(default = "first_id")]
+    pub job: u64,
 }
 
 impl NextIds {
@@ -52,6 +68,19 @@ pub(crate) struct Indexes {
     pub project_name: HashMap<(u64, String), u64>,
     /// Users awaiting their asynchronous deletion: (deadline ms, user id).
     pub pending_deletes: BTreeSet<(u64, u64)>,
+    /// Personal access token secret -> token id.
+    pub token: HashMap<String, u64>,
+    /// CI job token -> job id.
+    pub job_token: HashMap<String, u64>,
+}
+
+/// Writes only the tokens created at run time: configured tokens are
+/// configuration and are re-created on start, reset and load.
+fn serialize_created_tokens<S: serde::Serializer>(
+    tokens: &BTreeMap<u64, AccessToken>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(tokens.iter().filter(|(_, t)| !t.configured))
 }
 
 /// The whole instance.
@@ -62,8 +91,15 @@ pub(crate) struct State {
     pub users: BTreeMap<u64, User>,
     pub namespaces: BTreeMap<u64, Namespace>,
     pub projects: BTreeMap<u64, Project>,
-    /// Token -> user id.
-    pub tokens: BTreeMap<String, u64>,
+    /// Personal access tokens by id (configured ones are not written out).
+    #[serde(default, serialize_with = "serialize_created_tokens")]
+    pub access_tokens: BTreeMap<u64, AccessToken>,
+    #[serde(default)]
+    pub ssh_keys: BTreeMap<u64, SshKey>,
+    #[serde(default)]
+    pub pipelines: BTreeMap<u64, Pipeline>,
+    #[serde(default)]
+    pub jobs: BTreeMap<u64, Job>,
     #[serde(skip)]
     pub idx: Indexes,
 }
@@ -71,7 +107,7 @@ pub(crate) struct State {
 impl State {
     /// A fresh CE instance: the `root` admin (user 1) with its `root` namespace (1),
     /// plus the configured tokens.
-    pub fn fresh(admin_tokens: &[String], user_tokens: &[UserTokenSpec]) -> Self {
+    pub fn fresh(admin_tokens: &[TokenSpec], user_tokens: &[TokenSpec]) -> Self {
         let now = now_iso();
         let root = User {
             id: 1,
@@ -120,11 +156,18 @@ impl State {
                 protected_branch: 1,
                 ref_access: 1,
                 variable: 1,
+                token: 1,
+                ssh_key: 1,
+                pipeline: 1,
+                job: 1,
             },
             users: BTreeMap::from([(1, root)]),
             namespaces: BTreeMap::from([(1, root_ns)]),
             projects: BTreeMap::new(),
-            tokens: BTreeMap::new(),
+            access_tokens: BTreeMap::new(),
+            ssh_keys: BTreeMap::new(),
+            pipelines: BTreeMap::new(),
+            jobs: BTreeMap::new(),
             idx: Indexes::default(),
         };
         state.rebuild_indexes();
@@ -132,22 +175,91 @@ impl State {
         state
     }
 
-    /// Makes the configured tokens valid: admin tokens map to `root`; each user
-    /// token maps to its (created if missing) regular user.
-    pub fn apply_tokens(&mut self, admin_tokens: &[String], user_tokens: &[UserTokenSpec]) {
-        for token in admin_tokens {
-            self.tokens.insert(token.clone(), 1);
-        }
-        for spec in user_tokens {
-            let id = match self.user_by_username(&spec.username) {
+    /// Makes the configured tokens valid: admin tokens belong to `root`; each
+    /// user token to its (created if missing) regular user. A stored token
+    /// with the same secret is replaced.
+    pub fn apply_tokens(&mut self, admin_tokens: &[TokenSpec], user_tokens: &[TokenSpec]) {
+        self.access_tokens.retain(|_, t| !t.configured);
+        let now = now_iso();
+        for spec in admin_tokens.iter().chain(user_tokens) {
+            let user_id = match self.user_by_username(&spec.username) {
                 Some(u) => u.id,
                 None => {
                     let email = format!("{}@example.com", spec.username.to_lowercase());
                     self.create_user(&spec.username, &spec.username, &email, false, Some(1))
                 }
             };
-            self.tokens.insert(spec.token.clone(), id);
+            if let Some(old) = self.idx.token.remove(&spec.token) {
+                self.access_tokens.remove(&old);
+            }
+            let id = NextIds::take(&mut self.next_id.token);
+            self.access_tokens.insert(
+                id,
+                AccessToken {
+                    id,
+                    user_id,
+                    name: "configured".into(),
+                    description: None,
+                    token: spec.token.clone(),
+                    scopes: spec.scopes.clone(),
+                    created_at: now.clone(),
+                    expires_at: None,
+                    revoked: false,
+                    last_used_at: None,
+                    last_used_ms: 0,
+                    configured: true,
+                },
+            );
+            self.idx.token.insert(spec.token.clone(), id);
         }
+    }
+
+    /// Adds a token created at run time and indexes its secret.
+    pub fn insert_token(&mut self, token: AccessToken) {
+        self.idx.token.insert(token.token.clone(), token.id);
+        self.access_tokens.insert(token.id, token);
+    }
+
+    /// The token with secret `secret`, if any.
+    pub fn token_by_secret(&self, secret: &str) -> Option<&AccessToken> {
+        self.access_tokens.get(self.idx.token.get(secret)?)
+    }
+
+    /// `UserFinder#find_by_id_or_username`: digits are an id, anything else a
+    /// (case-insensitive) username.
+    pub fn find_user_by_id_or_username(&self, id_or_username: &str) -> Option<u64> {
+        if !id_or_username.is_empty() && id_or_username.bytes().all(|b| b.is_ascii_digit()) {
+            let id = id_or_username.parse().ok()?;
+            return self.users.contains_key(&id).then_some(id);
+        }
+        self.user_by_username(id_or_username).map(|u| u.id)
+    }
+
+    /// A fresh secret `prefix` + 20 random characters, unused by any token.
+    pub fn new_secret(&self, prefix: &str) -> String {
+        use rand::{Rng, SeedableRng};
+        static SALT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let salt = SALT.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(nanos ^ salt);
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
+        loop {
+            let secret: String = (0..20)
+                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+                .collect();
+            let secret = format!("{prefix}{secret}");
+            if !self.idx.token.contains_key(&secret) && !self.idx.job_token.contains_key(&secret) {
+                return secret;
+            }
+        }
+    }
+
+    /// Adds a job and indexes its token.
+    pub fn insert_job(&mut self, job: Job) {
+        self.idx.job_token.insert(job.token.clone(), job.id);
+        self.jobs.insert(job.id, job);
     }
 
     /// Recomputes every index from the records.
@@ -163,6 +275,18 @@ impl State {
         for n in self.namespaces.values() {
             idx.namespace_path.insert(n.full_path.to_lowercase(), n.id);
         }
+        for t in self.access_tokens.values() {
+            idx.token.insert(t.token.clone(), t.id);
+        }
+        for j in self.jobs.values() {
+            idx.job_token.insert(j.token.clone(), j.id);
+        }
+        let after = |max: Option<&u64>| max.map_or(1, |m| m + 1);
+        let next = &mut self.next_id;
+        next.token = next.token.max(after(self.access_tokens.keys().next_back()));
+        next.ssh_key = next.ssh_key.max(after(self.ssh_keys.keys().next_back()));
+        next.pipeline = next.pipeline.max(after(self.pipelines.keys().next_back()));
+        next.job = next.job.max(after(self.jobs.keys().next_back()));
         for p in self.projects.values_mut() {
             p.rebuild_indexes();
             if let Some(ns) = self.namespaces.get(&p.namespace_id) {
@@ -322,6 +446,39 @@ impl State {
         project.to_json(base_url, ns, &ns.full_name(&self.namespaces), owner, access)
     }
 
+    /// `Entities::Ci::Job` for `job` (pipeline status from its jobs).
+    pub fn job_json(&self, job: &Job, base_url: &str) -> Value {
+        let project_web_url = self
+            .projects
+            .get(&job.project_id)
+            .map(|p| format!("{base_url}/{}", self.path_with_namespace(p)))
+            .unwrap_or_default();
+        let user = job.user_id.and_then(|id| self.users.get(&id));
+        let (pipeline, commit) = match self.pipelines.get(&job.pipeline_id) {
+            Some(p) => {
+                let status = p.status(
+                    self.jobs
+                        .values()
+                        .filter(|j| j.pipeline_id == p.id)
+                        .map(|j| j.status.as_str()),
+                );
+                (
+                    p.to_json(status, &project_web_url),
+                    p.commit_json(user, &project_web_url),
+                )
+            }
+            None => (Value::Null, Value::Null),
+        };
+        job.to_json(
+            user,
+            &pipeline,
+            &commit,
+            &project_web_url,
+            base_url,
+            crate::time::now_ms(),
+        )
+    }
+
     /// Removes users whose asynchronous deletion is due, with their personal
     /// namespace, personal projects, memberships and tokens.
     pub fn purge_due_deletes(&mut self, now_ms: u64) {
@@ -355,7 +512,22 @@ impl State {
         for project in self.projects.values_mut() {
             project.members.retain(|m| m.user_id != user_id);
         }
-        self.tokens.retain(|_, uid| *uid != user_id);
+        let idx = &mut self.idx;
+        self.access_tokens.retain(|_, t| {
+            let keep = t.user_id != user_id;
+            if !keep {
+                idx.token.remove(&t.token);
+            }
+            keep
+        });
+        self.ssh_keys.retain(|_, k| k.user_id != user_id);
+        // GitLab moves the contributions of a deleted user to the ghost user;
+        // here the jobs simply lose their user.
+        for job in self.jobs.values_mut() {
+            if job.user_id == Some(user_id) {
+                job.user_id = None;
+            }
+        }
     }
 
     /// Removes a project and frees its path and name.
@@ -371,6 +543,15 @@ impl State {
         self.idx
             .project_name
             .remove(&(project.namespace_id, project.name.to_lowercase()));
+        let idx = &mut self.idx;
+        self.jobs.retain(|_, j| {
+            let keep = j.project_id != project_id;
+            if !keep {
+                idx.job_token.remove(&j.token);
+            }
+            keep
+        });
+        self.pipelines.retain(|_, p| p.project_id != project_id);
     }
 
     /// Serializes the state as pretty JSON.

@@ -19,11 +19,14 @@ use crate::server::App;
 use crate::state::State;
 
 mod branches;
+mod jobs;
+mod keys;
 mod members;
 mod misc;
 mod namespaces;
 mod projects;
 mod protected_branches;
+mod tokens;
 mod users;
 mod variables;
 
@@ -34,6 +37,11 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     let api = Router::new()
         .route("/api/v4/version", get(misc::version))
         .route("/api/v4/user", get(misc::current_user))
+        .route("/api/v4/user/keys", get(keys::list_own).post(keys::add_own))
+        .route(
+            "/api/v4/user/keys/{key_id}",
+            get(keys::get_own).delete(keys::delete_own),
+        )
         .route("/api/v4/users", get(users::list).post(users::create))
         .route(
             "/api/v4/users/{id}",
@@ -43,6 +51,30 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/v4/users/{id}/unblock", post(users::unblock))
         .route("/api/v4/users/{id}/deactivate", post(users::deactivate))
         .route("/api/v4/users/{id}/activate", post(users::activate))
+        .route(
+            "/api/v4/users/{id}/keys",
+            get(keys::list_user).post(keys::add_user_key),
+        )
+        .route(
+            "/api/v4/users/{id}/keys/{key_id}",
+            get(keys::get_user_key).delete(keys::delete_user_key),
+        )
+        .route(
+            "/api/v4/users/{id}/personal_access_tokens",
+            post(tokens::create),
+        )
+        .route(
+            "/api/v4/personal_access_tokens/self",
+            get(tokens::get_self).delete(tokens::revoke_self),
+        )
+        .route("/api/v4/keys", get(keys::find_by_fingerprint))
+        .route("/api/v4/keys/{id}", get(keys::get_by_id))
+        .route("/api/v4/job", get(jobs::current_job))
+        .route("/api/v4/projects/{id}/jobs/{job_id}", get(jobs::get_one))
+        .route(
+            "/api/v4/projects/{id}/jobs/{job_id}/trace",
+            get(jobs::trace),
+        )
         .route("/api/v4/namespaces", get(namespaces::list_namespaces))
         .route("/api/v4/namespaces/{id}", get(namespaces::get_namespace))
         .route(

@@ -88,6 +88,35 @@ impl Env {
         self.call(Method::DELETE, path, token, None).await
     }
 
+    /// A request with exactly the given headers (no `PRIVATE-TOKEN` unless listed).
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Resp {
+        let mut req = self.client.request(method, self.url(path));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        into_resp(req.send().await.expect("request sent")).await
+    }
+
+    /// A control-plane request (`/-/emulator{path}`) with an optional JSON body.
+    pub async fn control(&self, method: Method, path: &str, body: Option<Value>) -> Resp {
+        let mut req = self
+            .client
+            .request(method, format!("{}/-/emulator{path}", self.emu.url()));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        into_resp(req.send().await.expect("request sent")).await
+    }
+
     /// POST with a form-encoded body (as curl sends it).
     pub async fn post_form(&self, path: &str, token: &str, form: &[(&str, &str)]) -> Resp {
         let body = form
