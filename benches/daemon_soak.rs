@@ -34,8 +34,9 @@ projects:
         - {key: DEPLOY_ENV, value: staging, environment_scope: staging}
 "#;
 
-/// Requests of a no-change cycle: `GET /user`, the users (2), and 4 per project.
-const FLOOR_PER_CYCLE: u64 = 7;
+/// Requests of a no-change cycle: preflight (`GET /version`, `/user`,
+/// `/personal_access_tokens/self`), the users (2), and 4 per project.
+const FLOOR_PER_CYCLE: u64 = 9;
 
 fn rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -97,8 +97,36 @@ fn main() {
         .block_on(pipeline::plan(dir.path(), &settings))
         .unwrap_or_else(|_| panic!("fleet plans"));
     let steps = planned.plan.steps.len();
+    // Seeding is an ungated --auto-approve: through verify like every apply.
+    let gates = reconcile::approve::Gates::new(&planned.state.config, &planned.trusted);
+    let revision = pipeline::revision(&planned.state);
+    let inputs = reconcile::verify::Inputs {
+        state: &planned.state,
+        revision: &revision,
+        trusted: &planned.trusted,
+        gates: &gates,
+        key: None,
+        allow_deletes: true,
+        now: std::time::SystemTime::now(),
+    };
+    let io = reconcile::verify::Io {
+        providers: &planned.providers,
+        desired: &planned.desired,
+        aws: None,
+        directory: None,
+    };
+    let approved = rt
+        .block_on(reconcile::verify::verify(
+            reconcile::verify::Source::Fresh {
+                plan: planned.plan.clone(),
+                author: reconcile::approve::VerifiedAuthor::Unknown("benchmark".into()),
+            },
+            &inputs,
+            &io,
+        ))
+        .unwrap_or_else(|e| panic!("the fleet is ungated: {e}"));
     let report = rt.block_on(reconcile::apply::run(
-        &planned.plan,
+        &approved,
         &planned.providers,
         &planned.desired,
         &planned.graph,
@@ -127,14 +155,14 @@ fn main() {
     assert!(planned.plan.is_empty(), "the seeded fleet has no changes");
     let counters = emu.counters();
     let user_pages = (users + 1).div_ceil(100) as u64;
-    let floor_requests = 4 * projects as u64 + user_pages + 1;
+    let floor_requests = 4 * projects as u64 + user_pages + 3;
     let floor = floor_requests as f64 * LATENCY_MS as f64 / 1000.0 / concurrency as f64;
     println!(
         "no-change plan of {projects} projects (6 variables, 2 protected branches, 4 members each) and {users} users, {LATENCY_MS} ms per request, {concurrency} in flight:"
     );
     println!("  wall time      {:.2} s", wall.as_secs_f64());
     println!(
-        "  requests       {} (minimum {floor_requests}: 4 per project, {user_pages} user pages, 1 GET /user)",
+        "  requests       {} (minimum {floor_requests}: 4 per project, {user_pages} user pages, 3 preflight: GET /version, /user, /personal_access_tokens/self)",
         counters.total
     );
     println!("  floor          {floor:.2} s (minimum requests × {LATENCY_MS} ms ÷ {concurrency})");

@@ -562,23 +562,24 @@ impl Planned {
 }
 
 /// The whole plan pipeline: prepare, observe everything in scope, plan, check the promotion
-/// rule, and stamp the author (asking GitLab only when needed: a plan of a gated scope, or
-/// GitLab in scope anyway).
+/// rule, and stamp the author (known from preflight, or asked once).
 pub async fn plan(dir: &Path, settings: &Settings) -> Result<Planned, PipelineError> {
     let prepared = prepare(dir, settings).await?;
     let live = prepared.providers.observe(&prepared.desired).await;
     let mut planned = prepared.plan(live, settings);
     planned.check_promotion().await;
-    let gates = crate::approve::Gates::new(&planned.state.config, &planned.trusted);
+    // Whoever can be known is named: approvals (gates, promotion overrides) and the audit
+    // log depend on it. Without a GitLab token or CI job the author stays unverified, and
+    // gates that forbid self-approval refuse the plan.
+    // An empty plan needs nobody: a plan of a scope without GitLab asks it nothing then.
     let needs_author = planned.identity.is_some()
-        || settings.ci.is_some()
-        || !gates.gated(&planned.plan).is_empty();
+        || (!planned.plan.is_empty() && (settings.ci.is_some() || settings.gitlab_token.is_some()));
     if needs_author {
         let (author, origin) = author(&planned.state, settings, planned.identity.as_ref()).await?;
         planned.plan.author = author;
         planned.plan.origin = origin;
     } else {
-        planned.plan.author = Author::unverified("no GitLab identity needed");
+        planned.plan.author = Author::unverified("no GitLab token or CI job");
     }
     Ok(planned)
 }

@@ -297,13 +297,15 @@ pub fn eligible_scopes(
     }
     let mut scopes = BTreeSet::new();
     let mut refused = Vec::new();
+    // Eligible under one gate of the scope is enough: each gate counts its own approvers (a
+    // changed gate needs the approvers of the gate in force and of the new one).
     let consider = |scope: &str, scopes: &mut BTreeSet<String>, refused: &mut Vec<String>| {
-        let why: Vec<String> = gates
-            .of(scope)
+        let of = gates.of(scope);
+        let why: Vec<String> = of
             .iter()
             .filter_map(|g| ineligible(&g.gate, scope, author, user))
             .collect();
-        if why.is_empty() {
+        if why.len() < of.len() {
             scopes.insert(scope.to_string());
         } else {
             refused.extend(why);
@@ -391,6 +393,14 @@ pub fn check(
         }
     }
     for env in override_envs(plan) {
+        if let VerifiedAuthor::Unknown(why) = author
+            && gates.of(env).iter().any(|g| !g.gate.allow_self_approval)
+        {
+            problems.push(format!(
+                "{env} has promotion override(s) and does not allow self-approval, but the plan's author is not verified ({why}): plan again with GITLAB_TOKEN set or in GitLab CI"
+            ));
+            continue;
+        }
         let approved = approvals.iter().any(|a| {
             a.promotion_override
                 && gates

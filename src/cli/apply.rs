@@ -87,10 +87,14 @@ pub fn run(args: &ApplyArgs) -> Exit {
             Ok(p) => p,
             Err(e) => return super::plan::report_error(e),
         };
-        let who = prepared
-            .identity
-            .as_ref()
-            .map_or(settings.user.clone(), |i| i.user.username.clone());
+        // Who applies, for the audit log: as GitLab says when it can.
+        let who = match &prepared.identity {
+            Some(i) => i.user.username.clone(),
+            None => match pipeline::author(&prepared.state, &settings, None).await {
+                Ok((author, _)) if author.user_id.is_some() => author.username,
+                _ => settings.user.clone(),
+            },
+        };
         let revision = pipeline::revision(&prepared.state);
         let key = settings.key();
         let (source, state, graph, providers, desired, aws, gitlab, trusted) = match file {

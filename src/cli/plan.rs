@@ -73,7 +73,7 @@ pub fn run(args: &PlanArgs) -> Exit {
             crate::audit::append(
                 &state_dir,
                 "override",
-                &settings.user,
+                &planned.plan.author.username,
                 Some(&planned.plan.hash()),
                 "requested",
                 Some(format!("{}/{}: {}", o.env, o.service, o.reason)),

@@ -1,9 +1,16 @@
-//! Approval checkpoints, stale plans, the lock and the journal, over the GitLab emulator.
+//! Approval checkpoints over the GitLab emulator, attacked as someone who can write the plan
+//! and approvals files but is no approver: only proofs GitLab vouches for count (SSH keys
+//! registered in a profile, CI jobs of the plan's pipeline); stale plans, edited plans and
+//! mass deletions are refused with nothing written; the lock and the journal.
 
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::Duration;
 
+use serde_json::json;
+
 use crate::gitlab_plan::fixture;
-use crate::support::gitlab::{Gitlab, desired_state};
+use crate::support::gitlab::{Gitlab, KEY, Person, desired_state, ssh_keygen};
 use crate::support::{assert_golden, text};
 
 const GATED: &str = "gitlab:\n  url: http://gitlab.invalid\n  approval: {required: 2, approvers: [alice, bob, carol]}\n";
@@ -11,45 +18,73 @@ const GATED: &str = "gitlab:\n  url: http://gitlab.invalid\n  approval: {require
 struct Gated {
     gitlab: Gitlab,
     dir: tempfile::TempDir,
+    /// An administrator (can plan); an approver.
+    alice: Person,
+    bob: Person,
+    carol: Person,
+    /// Can write to the repository and the approvals file; approves nothing.
+    mallory: Person,
 }
 
 impl Gated {
     fn new(config: &str) -> Self {
+        let gitlab = Gitlab::start();
         Self {
-            gitlab: Gitlab::start(),
+            alice: gitlab.person("alice", true),
+            bob: gitlab.person("bob", false),
+            carol: gitlab.person("carol", false),
+            mallory: gitlab.person("mallory", false),
+            gitlab,
             dir: desired_state(&[("reconcile.yaml", config), ("gitlab.yaml", &fixture(false))]),
         }
     }
 
     fn plan_file(&self) -> String {
-        self.dir
-            .path()
-            .join("plan.json")
-            .to_str()
-            .unwrap()
-            .to_string()
+        self.path("plan.json").to_str().unwrap().to_string()
     }
 
-    fn as_user(&self, user: &str, args: &[&str]) -> std::process::Output {
-        self.gitlab.reconcile(
-            self.dir.path(),
-            args,
-            &[("GITLAB_USER_LOGIN", user.to_string())],
-        )
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 
-    fn plan_as(&self, user: &str) {
-        let out = self.as_user(user, &["plan", "--out", &self.plan_file()]);
+    /// `reconcile ARGS` as the owner of `GITLAB_TOKEN` in `env` (root by default), with the
+    /// shared reconcile key.
+    fn run(&self, args: &[&str], env: &[(&str, String)]) -> Output {
+        let mut all = vec![("RECONCILE_FINGERPRINT_KEY", KEY.to_string())];
+        all.extend(env.iter().cloned());
+        self.gitlab.reconcile(self.dir.path(), args, &all)
+    }
+
+    fn plan_as(&self, who: &Person) {
+        let out = self.run(&["plan", "--out", &self.plan_file()], &who.env());
         assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     }
 
-    fn approve(&self, user: &str) -> std::process::Output {
-        self.as_user(user, &["approve", &self.plan_file()])
+    /// `reconcile approve --sign KEY` (GitLab asked with root's token who owns the key).
+    fn approve(&self, who: &Person) -> Output {
+        let key = who.key.to_str().unwrap();
+        self.run(&["approve", &self.plan_file(), "--sign", key], &[])
     }
 
-    fn apply(&self) -> std::process::Output {
+    fn apply(&self, extra: &[&str]) -> Output {
         self.gitlab.reset_counters();
-        self.as_user("deployer", &["apply", &self.plan_file()])
+        let mut args = vec!["apply", self.plan_file().leak() as &str];
+        args.extend_from_slice(extra);
+        self.run(&args, &[])
+    }
+
+    fn approvals(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.path("plan.json.approvals.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn write_approvals(&self, approvals: serde_json::Value) {
+        std::fs::write(self.path("plan.json.approvals.json"), approvals.to_string()).unwrap();
+    }
+
+    fn hash(&self) -> String {
+        let text = std::fs::read_to_string(self.plan_file()).unwrap();
+        reconcile::plan::Plan::from_file(&text).unwrap().hash
     }
 
     fn writes(&self) -> u64 {
@@ -62,55 +97,86 @@ impl Gated {
             .sum()
     }
 
-    /// Replaces the temporary directory in messages, for goldens.
+    /// Replaces the temporary directory and the plan's hash in messages, for goldens.
     fn clean(&self, s: &str) -> String {
+        let hash = self.hash();
         s.replace(self.dir.path().to_str().unwrap(), "DIR")
+            .replace(&hash, "HASH")
+            .replace(&hash[..12], "HASH12")
     }
+
+    fn applied(&self, out: &Output) {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(self.writes() > 0);
+    }
+
+    fn refused(&self, out: &Output) -> String {
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}{stderr}", text(&out.stdout));
+        assert_eq!(self.writes(), 0, "a refused apply writes nothing: {stderr}");
+        stderr
+    }
+}
+
+/// `ssh-keygen -Y sign -n reconcile-plan` of `payload` with `key`, as an approver would on
+/// their own machine; returns the signature file.
+fn ssh_sign(key: &Path, payload: &[u8], env: &[(&str, String)]) -> PathBuf {
+    let message = key.with_extension("payload");
+    std::fs::write(&message, payload).unwrap();
+    let mut cmd = Command::new("ssh-keygen");
+    cmd.args(["-Y", "sign", "-n", "reconcile-plan", "-f"])
+        .arg(key)
+        .arg(&message);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    message.with_extension("payload.sig")
 }
 
 #[test]
 fn two_approvals_by_approvers_other_than_the_author_are_needed() {
     let g = Gated::new(GATED);
-    g.plan_as("alice");
+    g.plan_as(&g.alice);
 
-    let refused = g.apply();
-    assert_eq!(refused.status.code(), Some(1));
-    assert_golden(
-        "approvals/no-approval.txt",
-        &g.clean(&text(&refused.stderr)),
-    );
-    assert_eq!(g.writes(), 0);
+    let refused = g.apply(&[]);
+    assert_golden("approvals/no-approval.txt", &g.clean(&g.refused(&refused)));
 
-    let by_author = g.approve("alice");
+    let by_author = g.approve(&g.alice);
     assert_eq!(by_author.status.code(), Some(1));
     assert_golden("approvals/self-approval.txt", &text(&by_author.stderr));
 
-    let by_stranger = g.approve("mallory");
+    let by_stranger = g.approve(&g.mallory);
     assert_eq!(by_stranger.status.code(), Some(1));
     assert_golden("approvals/non-approver.txt", &text(&by_stranger.stderr));
 
-    let bob = g.approve("bob");
+    let bob = g.approve(&g.bob);
     assert_eq!(bob.status.code(), Some(0), "{}", text(&bob.stderr));
     assert!(
+        text(&bob.stdout).contains("gitlab needs 2 approval(s) of this plan, has 1 (bob)"),
+        "{}",
         text(&bob.stdout)
-            .contains("Still missing:\n  gitlab needs 2 approval(s) of this plan, has 1 (bob)")
     );
-    let one = g.apply();
-    assert_eq!(one.status.code(), Some(1));
-    assert_golden("approvals/one-of-two.txt", &g.clean(&text(&one.stderr)));
-    assert_eq!(g.writes(), 0);
+    let one = g.apply(&[]);
+    assert_golden("approvals/one-of-two.txt", &g.clean(&g.refused(&one)));
 
-    assert_eq!(g.approve("carol").status.code(), Some(0));
-    let applied = g.apply();
-    assert_eq!(
-        applied.status.code(),
-        Some(0),
-        "{}{}",
-        text(&applied.stdout),
+    assert_eq!(g.approve(&g.carol).status.code(), Some(0));
+    let applied = g.apply(&[]);
+    g.applied(&applied);
+    assert!(
+        text(&applied.stderr).contains("Approved by bob (GitLab user "),
+        "{}",
         text(&applied.stderr)
     );
 
-    let audit = std::fs::read_to_string(g.dir.path().join(".reconcile/audit.jsonl")).unwrap();
+    let audit = std::fs::read_to_string(g.path(".reconcile/audit.jsonl")).unwrap();
     let events: Vec<String> = audit
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
@@ -127,35 +193,274 @@ fn two_approvals_by_approvers_other_than_the_author_are_needed() {
         events,
         [
             "plan alice written",
-            "refuse deployer refused",
+            "refuse root refused",
             "approve alice refused",
             "approve mallory refused",
             "approve bob approved",
-            "refuse deployer refused",
+            "refuse root refused",
             "approve carol approved",
-            "apply deployer applied"
+            "apply root applied"
         ]
     );
 }
 
+/// The audit's forged file: approvals naming two approvers, with no proof, with a signature
+/// of another plan, with a junk signature. None counts; the real ones then do.
 #[test]
-fn in_ci_the_approver_is_the_job_user() {
+fn a_hand_written_approvals_file_is_no_approval() {
     let g = Gated::new(GATED);
-    g.plan_as("alice");
-    let out = g.as_user("bob", &["approve", &g.plan_file(), "--by", "carol"]);
+    g.plan_as(&g.alice);
+    let hash = g.hash();
+    let approval = |by: &str, proof: serde_json::Value| json!({"plan_sha256": hash, "by": by, "at": "2026-12-04T00:00:00Z", "proof": proof});
+    g.write_approvals(json!({"approvals": [
+        {"plan_sha256": hash, "by": "bob", "at": "2026-12-04T00:00:00Z"},
+        approval("carol", json!({"kind": "ssh", "signature": "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n"})),
+        approval("carol", json!({"kind": "gitlab_sign_in", "user_id": g.carol.id, "attestation": "00"})),
+        approval("bob", json!({"kind": "ci_job", "project_id": 1, "job_id": 1})),
+    ]}));
+    let stderr = g.refused(&g.apply(&[]));
+    assert!(
+        stderr.contains("gitlab needs 2 approval(s) of this plan, has 0 (none)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("approvals that do not count:\n  by bob: has no proof of identity"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "by carol: claims a GitLab sign-in on the daemon, but its attestation does not verify"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "by bob: was made in CI job 1, but the plan was not made in a GitLab CI pipeline"
+        ),
+        "{stderr}"
+    );
+    // A signature by bob's registered key, of another plan, under bob's name.
+    let other = ssh_sign(
+        &g.bob.key,
+        b"reconcile plan approval\nplan: sha256:0000\noverride: no\n",
+        &[],
+    );
+    let other = std::fs::read_to_string(other).unwrap();
+    g.write_approvals(
+        json!({"approvals": [approval("bob", json!({"kind": "ssh", "signature": other}))]}),
+    );
+    let stderr = g.refused(&g.apply(&[]));
+    assert!(
+        stderr.contains("by bob: the signature does not match"),
+        "{stderr}"
+    );
+
+    // Positive control: the same two people, with their keys.
+    std::fs::remove_file(g.path("plan.json.approvals.json")).unwrap();
+    assert_eq!(g.approve(&g.bob).status.code(), Some(0));
+    assert_eq!(g.approve(&g.carol).status.code(), Some(0));
+    g.applied(&g.apply(&[]));
+}
+
+/// A key nobody registered, and a valid signature filed under another approver's name.
+#[test]
+fn a_signature_counts_only_for_the_user_who_registered_the_key() {
+    let g = Gated::new(GATED);
+    g.plan_as(&g.alice);
+    let keys = tempfile::tempdir().unwrap();
+    let stray = ssh_keygen(keys.path(), "stray");
+    let out = g.run(
+        &[
+            "approve",
+            &g.plan_file(),
+            "--sign",
+            stray.to_str().unwrap(),
+            "--by",
+            "bob",
+        ],
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        text(&out.stderr),
-        "error: in GitLab CI the approver is the user who ran the job (`bob`), not `carol`\n"
+    assert!(
+        text(&out.stderr).contains("no GitLab user has registered the SSH key SHA256:"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !g.path("plan.json.approvals.json").exists(),
+        "nothing recorded"
+    );
+
+    // Signed offline with ssh-keygen and filed by hand: the stray key as bob, carol's as bob.
+    let payload = g.run(&["approve", &g.plan_file(), "--print-payload"], &[]);
+    assert_eq!(payload.status.code(), Some(0));
+    let stray_sig = std::fs::read_to_string(ssh_sign(&stray, &payload.stdout, &[])).unwrap();
+    let carol_sig = std::fs::read_to_string(ssh_sign(&g.carol.key, &payload.stdout, &[])).unwrap();
+    let hash = g.hash();
+    g.write_approvals(json!({"approvals": [
+        {"plan_sha256": hash, "by": "bob", "at": "2026-12-04T00:00:00Z", "proof": {"kind": "ssh", "signature": stray_sig}},
+        {"plan_sha256": hash, "by": "bob", "at": "2026-12-04T00:00:00Z", "proof": {"kind": "ssh", "signature": carol_sig}},
+    ]}));
+    let stderr = g.refused(&g.apply(&[]));
+    assert!(
+        stderr.contains("which no GitLab user has registered"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("names `bob`, but its proof shows `carol`"),
+        "{stderr}"
+    );
+
+    // Positive control: ssh-keygen signatures of bob and carol, recorded with --signature.
+    std::fs::remove_file(g.path("plan.json.approvals.json")).unwrap();
+    for who in [&g.bob, &g.carol] {
+        let sig = ssh_sign(&who.key, &payload.stdout, &[]);
+        let out = g.run(
+            &[
+                "approve",
+                &g.plan_file(),
+                "--signature",
+                sig.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    assert_eq!(g.approvals()["approvals"][1]["by"], "carol");
+    g.applied(&g.apply(&[]));
+}
+
+/// `--sign KEY.pub` signs through ssh-agent (the private key never leaves it).
+#[test]
+fn ssh_agent_signs_with_the_public_key_file() {
+    let g = Gated::new(GATED);
+    g.plan_as(&g.alice);
+    let agent_dir = tempfile::tempdir().unwrap();
+    let socket = agent_dir.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sock = ("SSH_AUTH_SOCK", socket.display().to_string());
+    for who in [&g.bob, &g.carol] {
+        let add = Command::new("ssh-add")
+            .arg(&who.key)
+            .env(sock.0, &sock.1)
+            .output()
+            .unwrap();
+        assert!(add.status.success(), "{}", text(&add.stderr));
+        // Only the agent holds the private key now.
+        let public = who.public_key();
+        let out = g.run(
+            &[
+                "approve",
+                &g.plan_file(),
+                "--sign",
+                public.to_str().unwrap(),
+            ],
+            &[sock.clone()],
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    g.applied(&g.apply(&[]));
+}
+
+/// Plan and approvals made in GitLab CI jobs: GitLab says who ran each job; only a successful
+/// job of the plan's own pipeline whose log shows the approval counts.
+#[test]
+fn ci_job_approvals_count_only_from_the_plans_pipeline() {
+    let config = "gitlab:\n  url: http://gitlab.invalid\n  approval: {required: 1, approvers: [bob, carol]}\n";
+    let g = Gated::new(config);
+    let (_, project) = g
+        .gitlab
+        .api("POST", "projects", Some(json!({"name": "desired-state"})));
+    let project = project["id"].as_u64().unwrap();
+    let job = |user: &str, pipeline: u64, name: &str| {
+        g.gitlab.job(json!({"project": project, "user": user, "name": name, "stage": name, "pipeline_id": pipeline}))
+    };
+    let in_job =
+        |job: &serde_json::Value| ("CI_JOB_TOKEN", job["token"].as_str().unwrap().to_string());
+    let finish = |job: &serde_json::Value, out: &Output, status: &str| {
+        let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        g.gitlab.update_job(
+            job["id"].as_u64().unwrap(),
+            json!({"status": status, "trace": log}),
+        );
+    };
+
+    let plan_job = job("alice", 700, "plan");
+    let mut env = g.alice.env();
+    env.push(in_job(&plan_job));
+    let out = g.run(&["plan", "--out", &g.plan_file()], &env);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("by alice (GitLab user"),
+        "{}",
+        text(&out.stderr)
+    );
+    finish(&plan_job, &out, "success");
+
+    // A job of another pipeline cannot approve this plan.
+    let elsewhere = job("bob", 701, "approve");
+    let out = g.run(&["approve", &g.plan_file()], &[in_job(&elsewhere)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("approve it in the plan's pipeline"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // bob approves in the plan's pipeline, but the job fails afterwards: it does not count.
+    let failed = job("bob", 700, "approve");
+    let out = g.run(&["approve", &g.plan_file()], &[in_job(&failed)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let line = format!(
+        "reconcile: job {} approved plan sha256:{}",
+        failed["id"],
+        g.hash()
+    );
+    assert!(text(&out.stdout).contains(&line), "{}", text(&out.stdout));
+    finish(&failed, &out, "failed");
+    let stderr = g.refused(&g.apply(&[]));
+    assert!(
+        stderr.contains("whose status is `failed`, not `success`"),
+        "{stderr}"
+    );
+
+    // Positive control: carol's job succeeds.
+    let ok = job("carol", 700, "approve");
+    let out = g.run(&["approve", &g.plan_file()], &[in_job(&ok)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    finish(&ok, &out, "success");
+    let applied = g.apply(&[]);
+    g.applied(&applied);
+    assert!(
+        text(&applied.stderr).contains(&format!(
+            "Approved by carol (GitLab user {}, GitLab CI job {})",
+            g.carol.id, ok["id"]
+        )),
+        "{}",
+        text(&applied.stderr)
     );
 }
 
 #[test]
 fn a_plan_edited_after_approval_is_refused() {
     let g = Gated::new(GATED);
-    g.plan_as("alice");
-    g.approve("bob");
-    g.approve("carol");
+    g.plan_as(&g.alice);
+    g.approve(&g.bob);
+    g.approve(&g.carol);
     let path = g.plan_file();
     let text_before = std::fs::read_to_string(&path).unwrap();
     std::fs::write(
@@ -163,69 +468,57 @@ fn a_plan_edited_after_approval_is_refused() {
         text_before.replace("\"developer\"", "\"maintainer\""),
     )
     .unwrap();
-    let out = g.apply();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("plan file was edited"),
-        "{}",
-        text(&out.stderr)
-    );
-    assert_eq!(g.writes(), 0);
+    let stderr = g.refused(&g.apply(&[]));
+    assert!(stderr.contains("plan file was edited"), "{stderr}");
 }
 
 #[test]
 fn approvals_of_another_plan_do_not_count() {
     let g = Gated::new(GATED);
-    g.plan_as("alice");
-    g.approve("bob");
-    g.approve("carol");
-    // A new plan (another author, another time): same file name, old approvals beside it.
+    g.plan_as(&g.alice);
+    g.approve(&g.bob);
+    g.approve(&g.carol);
+    // A new plan (another time): same file name, old approvals beside it.
     std::thread::sleep(Duration::from_millis(1100));
-    g.plan_as("dave");
-    let out = g.apply();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
+    g.plan_as(&g.alice);
+    let stderr = g.refused(&g.apply(&[]));
     assert!(
         stderr.contains("gitlab needs 2 approval(s) of this plan, has 0 (none)"),
         "{stderr}"
     );
-    assert!(
-        stderr.contains("2 approval(s) in the file are for another plan and do not count"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("by bob: is for another plan"), "{stderr}");
 }
 
 #[test]
 fn a_plan_older_than_max_age_is_refused() {
     let g = Gated::new("gitlab: {url: http://gitlab.invalid}\nplan: {max_age: 1h}\n");
-    g.plan_as("alice");
+    g.plan_as(&g.alice);
     let path = g.plan_file();
     let mut plan = reconcile::plan::Plan::from_file(&std::fs::read_to_string(&path).unwrap())
         .unwrap()
         .plan;
     plan.created_at = "2026-01-01T00:00:00Z".into();
     std::fs::write(&path, plan.to_file(None)).unwrap();
-    let out = g.apply();
-    assert_eq!(out.status.code(), Some(1));
+    let stderr = g.refused(&g.apply(&[]));
     assert!(
-        text(&out.stderr).contains("old, more than plan.max_age (1h)"),
-        "{}",
-        text(&out.stderr)
+        stderr.contains("old, more than plan.max_age (1h)"),
+        "{stderr}"
     );
-    assert_eq!(g.writes(), 0);
 }
 
 #[test]
 fn auto_approve_cannot_bypass_a_gate() {
     let g = Gated::new(GATED);
-    let out = g.as_user("alice", &["apply", "--auto-approve"]);
-    assert_eq!(out.status.code(), Some(1));
+    g.gitlab.reset_counters();
+    let out = g.run(&["apply", "--auto-approve"], &g.alice.env());
+    let stderr = g.refused(&out);
     assert!(
-        text(&out.stderr).contains(
-            "error: --auto-approve cannot apply changes to gated scopes: gitlab (2 approval(s))"
-        ),
-        "{}",
-        text(&out.stderr)
+        stderr.contains("gitlab needs 2 approval(s) of this plan, has 0 (none)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("help: --auto-approve applies only ungated scopes"),
+        "{stderr}"
     );
 }
 
@@ -234,41 +527,29 @@ fn auto_approve_cannot_bypass_a_gate() {
 #[test]
 fn staleness_is_per_step() {
     let g = Gated::new("gitlab: {url: http://gitlab.invalid}\n");
-    assert_eq!(
-        g.as_user("alice", &["apply", "--auto-approve"])
-            .status
-            .code(),
-        Some(0)
-    );
+    g.applied(&g.run(&["apply", "--auto-approve"], &[]));
     // Drift on the branch; plan it.
     g.gitlab.api(
         "PATCH",
         "projects/root%2Fapp/protected_branches/main",
-        Some(serde_json::json!({"allow_force_push": true})),
+        Some(json!({"allow_force_push": true})),
     );
-    g.plan_as("alice");
+    g.plan_as(&g.alice);
     // Unrelated live change: the plan still applies.
     g.gitlab.api(
         "PUT",
         "projects/root%2Fapp",
-        Some(serde_json::json!({"visibility": "internal"})),
+        Some(json!({"visibility": "internal"})),
     );
-    let out = g.apply();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    g.applied(&g.apply(&[]));
 
     // Drift planned, then the touched resource changes again before apply: refused.
     g.gitlab.api(
         "PATCH",
         "projects/root%2Fapp/protected_branches/main",
-        Some(serde_json::json!({"allow_force_push": true})),
+        Some(json!({"allow_force_push": true})),
     );
-    g.plan_as("alice");
+    g.plan_as(&g.alice);
     g.gitlab.api(
         "DELETE",
         "projects/root%2Fapp/protected_branches/main",
@@ -277,19 +558,130 @@ fn staleness_is_per_step() {
     g.gitlab.api(
         "POST",
         "projects/root%2Fapp/protected_branches",
-        Some(
-            serde_json::json!({"name": "main", "push_access_level": 30, "merge_access_level": 30}),
-        ),
+        Some(json!({"name": "main", "push_access_level": 30, "merge_access_level": 30})),
     );
-    let refused = g.apply();
-    assert_eq!(refused.status.code(), Some(1));
-    assert_golden("approvals/stale-step.txt", &g.clean(&text(&refused.stderr)));
-    assert_eq!(g.writes(), 0);
+    let refused = g.apply(&[]);
+    assert_golden("approvals/stale-step.txt", &g.clean(&g.refused(&refused)));
+}
+
+/// The audit's case: a variable's `protected` flag flipped live after the plan was approved.
+/// Apply used to write both fields; now it refuses and names the field.
+#[test]
+fn a_field_flipped_live_after_approval_is_refused() {
+    let g = Gated::new("gitlab: {url: http://gitlab.invalid}\n");
+    g.applied(&g.run(&["apply", "--auto-approve"], &[]));
+    std::fs::write(g.path("reconcile.yaml"), GATED).unwrap();
+    std::fs::write(
+        g.path("gitlab.yaml"),
+        fixture(false).replace("value: us-east-1", "value: us-east-2"),
+    )
+    .unwrap();
+    g.plan_as(&g.alice);
+    assert_eq!(g.approve(&g.bob).status.code(), Some(0));
+    assert_eq!(g.approve(&g.carol).status.code(), Some(0));
+    let (status, _) = g.gitlab.api(
+        "PUT",
+        "projects/root%2Fapp/variables/REGION",
+        Some(json!({"protected": false})),
+    );
+    assert_eq!(status, 200);
+    let stderr = g.refused(&g.apply(&[]));
+    assert!(
+        stderr
+            .contains("gitlab.variable/root/app/REGION@*: changed live since the plan: protected"),
+        "{stderr}"
+    );
+    let (_, var) = g
+        .gitlab
+        .api("GET", "projects/root%2Fapp/variables/REGION", None);
+    assert_eq!(var["value"], "us-east-1", "nothing written");
+
+    // Positive control: planned again (the plan now restores `protected` too), approved, applied.
+    g.plan_as(&g.alice);
+    g.approve(&g.bob);
+    g.approve(&g.carol);
+    g.applied(&g.apply(&[]));
+    let (_, var) = g
+        .gitlab
+        .api("GET", "projects/root%2Fapp/variables/REGION", None);
+    assert_eq!(
+        (var["value"].as_str(), var["protected"].as_bool()),
+        (Some("us-east-2"), Some(true))
+    );
+}
+
+/// More deletions than `plan.max_deletes` need `--allow-deletes` (and still their approvals).
+#[test]
+fn mass_deletion_needs_allow_deletes() {
+    let g = Gated::new("gitlab: {url: http://gitlab.invalid}\nplan: {max_deletes: 1}\n");
+    g.applied(&g.run(&["apply", "--auto-approve"], &[]));
+    let pruned = fixture(true).replace(
+        "      items:\n        - {user: dev1, access: developer}\n        - {user: dev2, access: reporter}\n",
+        "      items: []\n",
+    );
+    std::fs::write(g.path("gitlab.yaml"), pruned).unwrap();
+    g.gitlab.reset_counters();
+    let auto = g.run(&["apply", "--auto-approve"], &[]);
+    let stderr = g.refused(&auto);
+    assert!(
+        stderr.contains("more than plan.max_deletes (1)"),
+        "{stderr}"
+    );
+    g.plan_as(&g.alice);
+    let stderr = g.refused(&g.apply(&[]));
+    assert!(stderr.contains("deletions (gitlab.member: "), "{stderr}");
+    assert!(
+        stderr.contains("apply again with `--allow-deletes`"),
+        "{stderr}"
+    );
+    // Positive control: confirmed.
+    g.applied(&g.apply(&["--allow-deletes"]));
+    let (_, members) = g.gitlab.api("GET", "projects/root%2Fapp/members", None);
+    assert!(!members.to_string().contains("dev1"), "{members}");
+}
+
+/// `reconcile.yaml` lowers the gate (1 approval by mallory): the change of the gate itself needs
+/// the approvers of the gate in force, recorded with the last approved apply.
+#[test]
+fn a_lowered_gate_needs_the_approvers_of_the_gate_in_force() {
+    let g = Gated::new(GATED);
+    g.plan_as(&g.alice);
+    g.approve(&g.bob);
+    g.approve(&g.carol);
+    g.applied(&g.apply(&[]));
+
+    std::fs::write(
+        g.path("reconcile.yaml"),
+        "gitlab:\n  url: http://gitlab.invalid\n  approval: {required: 1, approvers: [mallory]}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        g.path("gitlab.yaml"),
+        fixture(false).replace("description: The app", "description: Mallory was here"),
+    )
+    .unwrap();
+    g.plan_as(&g.alice);
+    assert_eq!(g.approve(&g.mallory).status.code(), Some(0));
+    let stderr = g.refused(&g.apply(&[]));
+    assert!(
+        stderr.contains("gitlab (under the gate in force, which reconcile.yaml changes) needs 2 approval(s) of this plan, has 0 (none)"),
+        "{stderr}"
+    );
+    let (_, project) = g.gitlab.api("GET", "projects/root%2Fapp", None);
+    assert_eq!(project["description"], "The app");
+    // Positive control: the approvers of the gate in force agree.
+    assert_eq!(
+        g.approve(&g.bob).status.code(),
+        Some(0),
+        "bob approves under the gate in force"
+    );
+    assert_eq!(g.approve(&g.carol).status.code(), Some(0));
+    g.applied(&g.apply(&[]));
 }
 
 #[test]
 fn concurrent_applies_exactly_one_runs() {
-    let g = Gated::new("gitlab: {url: http://gitlab.invalid}\n");
+    let g = Ungated::new();
     g.gitlab.set_faults(gitlab_emulator::Faults {
         latency_ms: 150,
         ..Default::default()
@@ -334,7 +726,7 @@ fn concurrent_applies_exactly_one_runs() {
 fn kill_9_mid_apply_then_converge() {
     let mut interrupted_points = 0;
     for delay_ms in [150u64, 400, 800] {
-        let g = Gated::new("gitlab: {url: http://gitlab.invalid}\n");
+        let g = Ungated::new();
         g.gitlab.set_faults(gitlab_emulator::Faults {
             latency_ms: 60,
             ..Default::default()
@@ -407,4 +799,22 @@ fn kill_9_mid_apply_then_converge() {
         interrupted_points >= 1,
         "at least one kill landed between a step's intent and its result"
     );
+}
+
+/// The fixture without a gate (lock and journal tests need no people).
+struct Ungated {
+    gitlab: Gitlab,
+    dir: tempfile::TempDir,
+}
+
+impl Ungated {
+    fn new() -> Self {
+        Self {
+            gitlab: Gitlab::start(),
+            dir: desired_state(&[
+                ("reconcile.yaml", "gitlab: {url: http://gitlab.invalid}\n"),
+                ("gitlab.yaml", &fixture(false)),
+            ]),
+        }
+    }
 }

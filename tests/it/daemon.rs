@@ -152,17 +152,10 @@ fn correct_policy_fixes_drift_within_two_cycles_and_counts_it() {
 fn hold_policy_waits_for_an_http_approval_and_refuses_wrong_tokens() {
     let gate = ", approval: {required: 1, approvers: [alice]}";
     let (gitlab, dir) = world("hold", gate);
-    let tokens = dir.path().join("tokens");
-    std::fs::write(
-        &tokens,
-        "# approvers\nalice tok-alice-1234\nbob tok-bob-5678\n",
-    )
-    .unwrap();
+    let alice = gitlab.person("alice", false);
+    let bob = gitlab.person("bob", false);
     let hook = Webhook::start(0);
-    let env = [
-        ("RECONCILE_TOKENS_FILE", tokens.display().to_string()),
-        ("RECONCILE_WEBHOOK_URL", hook.url.clone()),
-    ];
+    let env = [("RECONCILE_WEBHOOK_URL", hook.url.clone())];
     // --once: the plan (create everything) is held, exit 2, nothing written.
     let once = gitlab.reconcile(dir.path(), &["daemon", "--once"], &env);
     assert_eq!(once.status.code(), Some(2), "{}", text(&once.stderr));
@@ -207,15 +200,18 @@ fn hold_policy_waits_for_an_http_approval_and_refuses_wrong_tokens() {
 
     let approve = format!("/api/plans/{hash}/approve");
     assert_eq!(d.request("POST", &approve, None).0, 401);
-    assert_eq!(d.request("POST", &approve, Some("tok-alice-wrong")).0, 401);
-    let (status, body) = d.request("POST", &approve, Some("tok-bob-5678"));
+    assert_eq!(
+        d.request("POST", &approve, Some("glpat-not-a-token")).0,
+        401
+    );
+    let (status, body) = d.request("POST", &approve, Some(&bob.token));
     assert_eq!(status, 403, "bob is not an approver: {body}");
     assert!(
         body.contains("`bob` is not an approver of gitlab"),
         "{body}"
     );
     assert_eq!(
-        d.request("POST", "/api/plans/0000/approve", Some("tok-alice-1234"))
+        d.request("POST", "/api/plans/0000/approve", Some(&alice.token))
             .0,
         404
     );
@@ -223,7 +219,7 @@ fn hold_policy_waits_for_an_http_approval_and_refuses_wrong_tokens() {
     let (_, users) = gitlab.api("GET", "users?username=dev1", None);
     assert_eq!(users, json!([]), "nothing applied without a valid approval");
 
-    let (status, body) = d.request("POST", &approve, Some("tok-alice-1234"));
+    let (status, body) = d.request("POST", &approve, Some(&alice.token));
     assert_eq!(status, 200, "{body}");
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["complete"], true);
@@ -248,8 +244,16 @@ fn hold_policy_waits_for_an_http_approval_and_refuses_wrong_tokens() {
         audit.contains(r#""event":"approve","by":"alice""#),
         "{audit}"
     );
-    assert!(!audit.contains("tok-"), "tokens never reach the audit log");
-    assert!(!d.log().contains("tok-"), "tokens are never logged");
+    assert!(
+        !audit.contains(&alice.token),
+        "tokens never reach the audit log"
+    );
+    assert!(!d.log().contains(&alice.token), "tokens are never logged");
+    let approvals = std::fs::read_to_string(dir.path().join(".reconcile/audit.jsonl")).unwrap();
+    assert!(
+        approvals.contains("GitLab sign-in on the daemon"),
+        "{approvals}"
+    );
 }
 
 #[test]
@@ -540,6 +544,7 @@ fn git_source_is_fetched_and_a_push_starts_a_cycle() {
 #[test]
 fn held_plan_and_its_approval_survive_an_unreadable_cycle() {
     let (gitlab, dir) = world("hold", ", approval: {required: 1, approvers: [alice]}");
+    let alice = gitlab.person("alice", false);
     let once = |code: i32| {
         let out = gitlab.reconcile(dir.path(), &["daemon", "--once"], &[]);
         assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
@@ -549,7 +554,12 @@ fn held_plan_and_its_approval_survive_an_unreadable_cycle() {
     let before = std::fs::read_to_string(&held).unwrap();
     let approve = gitlab.reconcile(
         dir.path(),
-        &["approve", held.to_str().unwrap(), "--by", "alice"],
+        &[
+            "approve",
+            held.to_str().unwrap(),
+            "--sign",
+            alice.key.to_str().unwrap(),
+        ],
         &[],
     );
     assert_eq!(approve.status.code(), Some(0), "{}", text(&approve.stderr));
@@ -572,4 +582,57 @@ fn held_plan_and_its_approval_survive_an_unreadable_cycle() {
     once(0);
     assert!(!held.exists(), "applied and done");
     assert_no_changes(&gitlab, dir.path());
+}
+
+/// The audit's case: `gitlab` gated (1 approval) with drift `correct`. A merged change of the
+/// desired state that nobody approved (here pruning every member) is held, not applied; drift
+/// from the approved desired state is corrected without asking.
+#[test]
+fn a_gated_correct_scope_corrects_drift_but_holds_unapproved_changes() {
+    let (gitlab, dir) = world("correct", ", approval: {required: 1, approvers: [alice]}");
+    let alice = gitlab.person("alice", false);
+    let once = |code: i32| {
+        gitlab.reset_counters();
+        let out = gitlab.reconcile(dir.path(), &["daemon", "--once"], &[]);
+        assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    // Nothing approved yet: the whole desired state is held.
+    let log = once(2);
+    assert_eq!(writes(&gitlab), 0, "{log}");
+    let held = dir.path().join(".reconcile/held/gitlab.plan.json");
+    let approve = gitlab.reconcile(
+        dir.path(),
+        &[
+            "approve",
+            held.to_str().unwrap(),
+            "--sign",
+            alice.key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(approve.status.code(), Some(0), "{}", text(&approve.stderr));
+    once(0);
+    assert!(!held.exists(), "approved, applied, recorded");
+    assert_no_changes(&gitlab, dir.path());
+
+    // Drift from the approved desired state: corrected, no approval asked.
+    set_force_push(&gitlab);
+    once(0);
+    assert!(!force_push(&gitlab), "drift corrected");
+
+    // An unapproved merge that prunes every member: held, nothing deleted.
+    let pruned = fixture(true).replace(
+        "      items:\n        - {user: dev1, access: developer}\n        - {user: dev2, access: reporter}\n",
+        "      items: []\n",
+    );
+    std::fs::write(dir.path().join("gitlab.yaml"), pruned).unwrap();
+    once(2);
+    assert_eq!(writes(&gitlab), 0);
+    let (_, members) = gitlab.api("GET", "projects/root%2Fapp/members", None);
+    assert!(members.to_string().contains("dev1"), "{members}");
+    // Drift meanwhile is not corrected either: the scope's desired state is not approved.
+    set_force_push(&gitlab);
+    once(2);
+    assert!(force_push(&gitlab), "held with the unapproved change");
 }

@@ -264,7 +264,8 @@ fn drift_blocked_user_is_unblocked() {
 }
 
 /// A no-change plan of N projects costs 4 requests per project (project, variables, protected
-/// branches, members), one per user, and one `GET /user`.
+/// branches, members), one per user, and 3 of preflight (`GET /version`, `/user`,
+/// `/personal_access_tokens/self`).
 #[test]
 fn no_change_plan_request_budget() {
     let s = Setup::converged(false);
@@ -275,7 +276,7 @@ fn no_change_plan_request_budget() {
     let users = 2;
     assert_eq!(
         c.total,
-        4 * projects + users + 1,
+        4 * projects + users + 3,
         "requests by route: {:#?}",
         c.by_route
     );
@@ -283,6 +284,9 @@ fn no_change_plan_request_budget() {
     assert_eq!(c.get("GET /api/v4/projects/:id/variables"), 1);
     assert_eq!(c.get("GET /api/v4/projects/:id/protected_branches"), 1);
     assert_eq!(c.get("GET /api/v4/projects/:id/members"), 1);
+    assert_eq!(c.get("GET /api/v4/version"), 1);
+    assert_eq!(c.get("GET /api/v4/user"), 1);
+    assert_eq!(c.get("GET /api/v4/personal_access_tokens/self"), 1);
     assert_eq!(c.get("GET /api/v4/users"), 2);
     assert_eq!(c.get("GET /api/v4/user"), 1);
 }

@@ -88,7 +88,17 @@ fn example_desired_state_from_empty_and_secret_rotation() {
     assert_no_secret("plan file", &std::fs::read_to_string(plan_path).unwrap());
 
     // GitLab-wide changes need one approval (reconcile.yaml), by root or ops-lead.
-    let approve = gitlab.reconcile(&dir, &["approve", plan_path, "--by", "root"], &env);
+    let ops_lead = gitlab.person("ops-lead", false);
+    let approve = gitlab.reconcile(
+        &dir,
+        &[
+            "approve",
+            plan_path,
+            "--sign",
+            ops_lead.key.to_str().unwrap(),
+        ],
+        &env,
+    );
     assert_eq!(approve.status.code(), Some(0), "{}", text(&approve.stderr));
     let apply = gitlab.reconcile(&dir, &["apply", "--env", "gitlab", plan_path], &env);
     assert_eq!(
@@ -144,7 +154,16 @@ fn example_desired_state_from_empty_and_secret_rotation() {
     );
     let replan = gitlab.reconcile(&dir, &["plan", "--env", "gitlab", "--out", plan_path], &env);
     assert_eq!(replan.status.code(), Some(2));
-    let approve = gitlab.reconcile(&dir, &["approve", plan_path, "--by", "ops-lead"], &env);
+    let approve = gitlab.reconcile(
+        &dir,
+        &[
+            "approve",
+            plan_path,
+            "--sign",
+            ops_lead.key.to_str().unwrap(),
+        ],
+        &env,
+    );
     assert_eq!(approve.status.code(), Some(0), "{}", text(&approve.stderr));
     assert_no_secret("plan file", &std::fs::read_to_string(plan_path).unwrap());
     let apply = gitlab.reconcile(&dir, &["apply", "--env", "gitlab", plan_path], &env);

@@ -13,6 +13,7 @@ pub(crate) mod gitlab_plan;
 mod gitlab_secrets;
 mod graph;
 mod policies;
+mod preflight;
 mod promotion;
 mod schema;
 mod validate;

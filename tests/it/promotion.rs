@@ -126,7 +126,7 @@ fn the_rule_is_checked_again_at_apply() {
 #[test]
 fn an_approved_override_proceeds_and_is_recorded() {
     let w = World::bumped_in_production();
-    // An override needs a reason.
+    // An override needs a reason (a usage error: exit 1).
     w.expect(
         &[
             "plan",
@@ -135,7 +135,7 @@ fn an_approved_override_proceeds_and_is_recorded() {
             "--promotion-override",
             "production/inventory-app",
         ],
-        2,
+        1,
     );
     let plan = w.expect(
         &[
@@ -167,14 +167,29 @@ fn an_approved_override_proceeds_and_is_recorded() {
         text(&refused.stderr)
     );
     w.production_untouched();
-    // A plain approval does not cover it; the author and non-approvers cannot give it.
-    w.expect(&["approve", "plan.json", "--by", "tester", "--override"], 1);
+    // A plain approval does not cover it; non-approvers cannot give it.
+    let ops_lead = w.gitlab.person("ops-lead", false);
+    let mallory = w.gitlab.person("mallory", false);
+    let sign = |p: &crate::support::gitlab::Person| p.key.to_str().unwrap().to_string();
+    w.expect(&["approve", "plan.json", "--sign", &sign(&ops_lead)], 1);
     w.expect(
-        &["approve", "plan.json", "--by", "mallory", "--override"],
+        &[
+            "approve",
+            "plan.json",
+            "--sign",
+            &sign(&mallory),
+            "--override",
+        ],
         1,
     );
     w.expect(
-        &["approve", "plan.json", "--by", "ops-lead", "--override"],
+        &[
+            "approve",
+            "plan.json",
+            "--sign",
+            &sign(&ops_lead),
+            "--override",
+        ],
         0,
     );
     w.expect(&["apply", "plan.json", "--env", "production"], 0);
@@ -200,9 +215,9 @@ fn an_approved_override_proceeds_and_is_recorded() {
     assert_eq!(
         overrides,
         [
-            "override tester requested production/inventory-app: hotfix INC-42, staging is down",
-            "approve ops-lead approved production (promotion override: production/inventory-app: hotfix INC-42, staging is down)",
-            "override tester applied production/inventory-app: hotfix INC-42, staging is down",
+            "override root requested production/inventory-app: hotfix INC-42, staging is down",
+            "approve ops-lead approved production (SSH signature)",
+            "override root applied production/inventory-app: hotfix INC-42, staging is down",
         ]
     );
 }

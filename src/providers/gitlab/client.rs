@@ -119,8 +119,10 @@ impl GitlabClient {
         auth: Auth,
         options: ClientOptions,
     ) -> Result<Self, TransportError> {
+        // A base without a trailing slash (`https://host/gitlab`) keeps its last segment.
+        let slashed = format!("{}/", base_url.trim_end_matches('/'));
         let base =
-            Url::parse(base_url).map_err(|e| TransportError::Url(format!("{base_url}: {e}")))?;
+            Url::parse(&slashed).map_err(|e| TransportError::Url(format!("{base_url}: {e}")))?;
         let api = base
             .join("api/v4/")
             .map_err(|e| TransportError::Url(e.to_string()))?;

@@ -9,6 +9,51 @@ use serde_json::Value;
 
 pub const TOKEN: &str = "admin-token-for-tests";
 
+/// The reconcile key shared by every run of a test that plans and applies as different people
+/// (CI and the daemon share theirs the same way).
+pub const KEY: &str = "reconcile-key-for-tests";
+
+/// A GitLab user with a personal access token and an SSH key registered in their profile.
+pub struct Person {
+    #[allow(dead_code)]
+    pub username: String,
+    pub id: u64,
+    pub token: String,
+    /// Private key file (no passphrase); `<key>.pub` beside it.
+    pub key: std::path::PathBuf,
+    _keys: std::sync::Arc<tempfile::TempDir>,
+}
+
+impl Person {
+    /// Environment of a run as this person (their token, the shared key).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("GITLAB_TOKEN", self.token.clone()),
+            ("RECONCILE_FINGERPRINT_KEY", KEY.to_string()),
+        ]
+    }
+
+    pub fn public_key(&self) -> std::path::PathBuf {
+        self.key.with_extension("pub")
+    }
+}
+
+/// A new ed25519 key pair made by `ssh-keygen` in `dir` (no passphrase).
+pub fn ssh_keygen(dir: &Path, name: &str) -> std::path::PathBuf {
+    let key = dir.join(name);
+    let out = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    key
+}
+
 pub struct Gitlab {
     rt: tokio::runtime::Runtime,
     emu: Option<Emulator>,
@@ -62,12 +107,23 @@ impl Gitlab {
 
     /// A REST call as an admin; returns (status, JSON body or Null).
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.api_as(TOKEN, method, path, body)
+    }
+
+    /// A REST call with `token`; returns (status, JSON body or Null).
+    pub fn api_as(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let url = format!("{}/api/v4/{}", self.url(), path.trim_start_matches('/'));
         self.rt.block_on(async {
             let mut req = self
                 .http
                 .request(method.parse().unwrap(), url)
-                .header("PRIVATE-TOKEN", TOKEN);
+                .header("PRIVATE-TOKEN", token);
             if let Some(b) = body {
                 req = req.json(&b);
             }
@@ -76,6 +132,62 @@ impl Gitlab {
             let text = rsp.text().await.unwrap_or_default();
             (status, serde_json::from_str(&text).unwrap_or(Value::Null))
         })
+    }
+
+    /// Creates a user (an administrator when `admin`) with an `api` token and an SSH key.
+    pub fn person(&self, username: &str, admin: bool) -> Person {
+        let (status, user) = self.api(
+            "POST",
+            "users",
+            Some(serde_json::json!({
+                "username": username,
+                "name": username,
+                "email": format!("{username}@example.com"),
+                "force_random_password": true,
+                "admin": admin,
+                "skip_confirmation": true,
+            })),
+        );
+        assert_eq!(status, 201, "{user}");
+        let id = user["id"].as_u64().unwrap();
+        let token = self
+            .emu()
+            .create_token(serde_json::json!({"user": username, "scopes": ["api"]}));
+        let token = token["token"].as_str().unwrap().to_string();
+        let keys = std::sync::Arc::new(tempfile::tempdir().unwrap());
+        let key = ssh_keygen(keys.path(), username);
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        let (status, body) = self.api(
+            "POST",
+            &format!("users/{id}/keys"),
+            Some(serde_json::json!({"title": "laptop", "key": public.trim()})),
+        );
+        assert_eq!(status, 201, "{body}");
+        Person {
+            username: username.into(),
+            id,
+            token,
+            key,
+            _keys: keys,
+        }
+    }
+
+    /// A token of `username` with these scopes.
+    pub fn token(&self, username: &str, scopes: &[&str]) -> String {
+        let t = self
+            .emu()
+            .create_token(serde_json::json!({"user": username, "scopes": scopes}));
+        t["token"].as_str().unwrap().to_string()
+    }
+
+    /// A CI job (control plane): `spec` as the emulator takes it; returns the job with its
+    /// `token`.
+    pub fn job(&self, spec: Value) -> Value {
+        self.emu().create_job(spec)
+    }
+
+    pub fn update_job(&self, id: u64, spec: Value) -> Value {
+        self.emu().update_job(id, spec)
     }
 
     /// Runs `reconcile ARGS --dir DIR` against this emulator (no AWS unless `extra_env` says).
