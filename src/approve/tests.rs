@@ -473,3 +473,27 @@ fn the_approvals_file_is_written_whole_and_one_approval_per_person() {
     std::fs::write(approvals_path(&plan_path), "{not json").unwrap();
     assert!(read_approvals(&plan_path).is_err());
 }
+
+#[test]
+fn a_promotion_override_of_an_unverified_author_is_refused_where_self_approval_is_forbidden() {
+    let c = config(serde_json::json!({"approval": {"required": 0, "approvers": ["bob"]}}));
+    let mut plan = plan_in("production");
+    plan.overrides.push(crate::plan::PromotionOverride {
+        env: "production".into(),
+        service: "web".into(),
+        reason: "hotfix".into(),
+    });
+    let by_bob = [VerifiedApproval {
+        promotion_override: true,
+        ..verified(user(2, "bob"))
+    }];
+    let unknown = VerifiedAuthor::Unknown("no proof".into());
+    let problems = check(&gates(&c), &plan, &unknown, &by_bob, &BTreeSet::new()).unwrap_err();
+    assert!(problems[0].contains("not verified"), "{problems:?}");
+    // Positive control: a verified author other than bob.
+    let alice = VerifiedAuthor::Known(user(1, "alice"));
+    assert_eq!(
+        check(&gates(&c), &plan, &alice, &by_bob, &BTreeSet::new()),
+        Ok(())
+    );
+}

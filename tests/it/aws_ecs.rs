@@ -270,3 +270,113 @@ fn missing_image_and_missing_secret_are_located_plan_errors_and_nothing_is_writt
         None
     );
 }
+
+/// The audit's case: a production plan `desired_count: 2 → 1` is made, then the service is
+/// moved live to a hand-deployed revision. Apply used to write the count and revert the
+/// revision (a change nobody reviewed); now it refuses, naming the field, and writes nothing.
+#[test]
+fn a_service_moved_live_after_the_plan_is_stale() {
+    let w = World::applied();
+    w.ws.edit(
+        "aws/production.yaml",
+        "    service_name: billing-app-service-production\n    launch_type: EC2\n    desired_count: 2\n",
+        "    service_name: billing-app-service-production\n    launch_type: EC2\n    desired_count: 1\n",
+        1,
+    );
+    w.expect(&["plan", "--env", "production", "--out", "plan.json"], 2);
+    // Someone deploys a hotfix image by hand: a new revision of the service's family.
+    let (before, _) = service(&w.moto, PROD, "billing-app-service-production").unwrap();
+    let hand = aws::runtime().block_on(async {
+        let ecs = aws_sdk_ecs::Client::new(&w.moto.sdk_config().await);
+        let td = ecs
+            .describe_task_definition()
+            .task_definition(&before)
+            .send()
+            .await
+            .unwrap()
+            .task_definition
+            .unwrap();
+        let mut c = td.container_definitions()[0].clone();
+        c.image = Some(format!("{}-hotfix", c.image().unwrap_or_default()));
+        let registered = ecs
+            .register_task_definition()
+            .family(td.family().unwrap())
+            .set_container_definitions(Some(vec![c]))
+            .set_requires_compatibilities(Some(td.requires_compatibilities().to_vec()))
+            .send()
+            .await
+            .unwrap();
+        let arn = registered
+            .task_definition
+            .unwrap()
+            .task_definition_arn
+            .unwrap();
+        ecs.update_service()
+            .cluster(PROD)
+            .service("billing-app-service-production")
+            .task_definition(&arn)
+            .send()
+            .await
+            .unwrap();
+        arn
+    });
+    let refused = w.expect(&["apply", "plan.json", "--env", "production"], 1);
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains(
+            "aws.ecs_service/production/billing-app: changed live since the plan: task_definition"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        service(&w.moto, PROD, "billing-app-service-production").unwrap(),
+        (hand.clone(), 2),
+        "nothing written: the hand-deployed revision and the count stay"
+    );
+    // Positive control: planned again (which now shows the revision going back), applied.
+    w.expect(&["plan", "--env", "production", "--out", "plan.json"], 2);
+    w.expect(&["apply", "plan.json", "--env", "production"], 0);
+    assert_eq!(
+        service(&w.moto, PROD, "billing-app-service-production")
+            .unwrap()
+            .1,
+        1
+    );
+}
+
+/// A wrong AWS account is one line before anything is read or written.
+#[test]
+fn a_wrong_aws_account_is_refused_before_anything_is_read() {
+    let w = World::new();
+    w.ws.edit(
+        "reconcile.yaml",
+        "account_id: \"123456789012\"",
+        "account_id: \"999999999999\"",
+        1,
+    );
+    let out = w.expect(&["plan", "--env", "staging"], 1);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("999999999999"), "{stderr}");
+    assert!(stderr.contains("123456789012"), "{stderr}");
+    assert!(
+        !text(&out.stdout).contains("to create"),
+        "no plan is printed"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        2,
+        "one line and `nothing was read or changed`: {stderr}"
+    );
+    assert!(
+        !stderr.contains("AWS requests:"),
+        "no managed resource was read: {stderr}"
+    );
+    // Positive control: the right account plans.
+    w.ws.edit(
+        "reconcile.yaml",
+        "account_id: \"999999999999\"",
+        "account_id: \"123456789012\"",
+        1,
+    );
+    w.expect(&["plan", "--env", "staging"], 2);
+}
