@@ -404,7 +404,7 @@ async fn live(plan: &Plan, inputs: &Inputs<'_>, io: &Io<'_>) -> Result<BTreeSet<
     let mut stale = Vec::new();
     let mut done = BTreeSet::new();
     for step in &plan.steps {
-        match compare(step, io.desired, &observed) {
+        match compare(step, plan, io.desired, &observed) {
             Compared::Holds => {}
             Compared::Done => {
                 done.insert(step.address.clone());
@@ -429,7 +429,12 @@ enum Compared {
 }
 
 /// A step's precondition against what is live now.
-fn compare(step: &crate::plan::Step, desired: &[Desired], observed: &LiveState) -> Compared {
+fn compare(
+    step: &crate::plan::Step,
+    plan: &Plan,
+    desired: &[Desired],
+    observed: &LiveState,
+) -> Compared {
     let now = match observed.objects.get(&step.address) {
         Some(Observed::Present(l)) => Some(l),
         Some(Observed::Absent) => None,
@@ -439,6 +444,17 @@ fn compare(step: &crate::plan::Step, desired: &[Desired], observed: &LiveState) 
         None => observed.unmanaged.get(&step.address),
     };
     if Precondition::of(now) == step.precondition {
+        return Compared::Holds;
+    }
+    // Absent because its parent was: the parent's creation (this plan's own step, e.g. a
+    // project that GitLab creates with its default branch protected) may have made it. The
+    // step converges it as it would have in one uninterrupted run.
+    let parent_created_here = step.depends_on.iter().any(|d| {
+        plan.steps
+            .iter()
+            .any(|s| &s.address == d && s.action == Action::Create)
+    });
+    if step.precondition == Precondition::Absent && parent_created_here {
         return Compared::Holds;
     }
     let wanted: Option<&Fields> = desired

@@ -534,3 +534,45 @@ async fn auto_approve_passes_ungated_scopes_only() {
         .expect("ungated");
     assert_eq!(w.reads(), 0);
 }
+
+#[tokio::test]
+async fn a_child_made_by_its_parents_creation_is_not_stale() {
+    let w = world();
+    let project = Address::Project {
+        path: "g/app".into(),
+    };
+    let create = |address: Address, depends_on: Vec<Address>| Step {
+        scope: "gitlab".into(),
+        address,
+        action: Action::Create,
+        changes: Vec::new(),
+        desired: live(40).fields,
+        precondition: Precondition::Absent,
+        depends_on,
+        notes: Vec::new(),
+    };
+    let steps = vec![
+        create(project.clone(), vec![]),
+        create(member("dev1"), vec![project.clone()]),
+    ];
+    // An interrupted run created the project, and with it the member (differently).
+    w.set_live(project.clone(), Observed::Present(live(40)));
+    w.set_live(member("dev1"), Observed::Present(live(50)));
+    let file = w.file(&w.plan(steps.clone()));
+    let approvals = signed_by_bob(&file);
+    let approved = w
+        .verify(Source::File { file, approvals }, &steps, false)
+        .await
+        .expect("passes");
+    assert!(approved.is_done(&project));
+    assert!(!approved.is_done(&member("dev1")), "converged by its step");
+    // Without the parent's creation in the plan, the same live member is stale.
+    let steps = vec![create(member("dev1"), vec![])];
+    let file = w.file(&w.plan(steps.clone()));
+    let approvals = signed_by_bob(&file);
+    let refusal = w
+        .verify(Source::File { file, approvals }, &steps, false)
+        .await
+        .unwrap_err();
+    assert!(matches!(refusal, Refusal::Stale(_)), "{refusal}");
+}
