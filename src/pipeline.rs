@@ -568,18 +568,21 @@ pub async fn plan(dir: &Path, settings: &Settings) -> Result<Planned, PipelineEr
     let live = prepared.providers.observe(&prepared.desired).await;
     let mut planned = prepared.plan(live, settings);
     planned.check_promotion().await;
-    // Whoever can be known is named: approvals (gates, promotion overrides) and the audit
-    // log depend on it. Without a GitLab token or CI job the author stays unverified, and
-    // gates that forbid self-approval refuse the plan.
-    // An empty plan needs nobody: a plan of a scope without GitLab asks it nothing then.
+    // The author is named whenever it is known for free (preflight, CI) and otherwise asked
+    // only when someone must be named: a gated scope or a promotion override in the plan (a
+    // plan of an ungated scope without GitLab never contacts GitLab). Without a GitLab token
+    // or CI job the author stays unverified, and gates that forbid self-approval refuse it.
+    let gates = crate::approve::Gates::new(&planned.state.config, &planned.trusted);
     let needs_author = planned.identity.is_some()
-        || (!planned.plan.is_empty() && (settings.ci.is_some() || settings.gitlab_token.is_some()));
+        || settings.ci.is_some()
+        || (settings.gitlab_token.is_some()
+            && (!gates.gated(&planned.plan).is_empty() || !planned.plan.overrides.is_empty()));
     if needs_author {
         let (author, origin) = author(&planned.state, settings, planned.identity.as_ref()).await?;
         planned.plan.author = author;
         planned.plan.origin = origin;
     } else {
-        planned.plan.author = Author::unverified("no GitLab token or CI job");
+        planned.plan.author = Author::unverified("no GitLab identity needed or available");
     }
     Ok(planned)
 }
