@@ -185,7 +185,11 @@ async fn plan(
         .into_response()
 }
 
+/// Largest approval body read (a comment).
+const MAX_BODY: usize = 16 * 1024;
+
 #[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ApproveBody {
     comment: Option<String>,
     /// Also approve the plan's promotion overrides.
@@ -208,7 +212,7 @@ async fn approve(
     State(shared): State<Arc<Shared>>,
     Path(hash): Path<String>,
     headers: HeaderMap,
-    body: Option<Json<ApproveBody>>,
+    request: axum::extract::Request,
 ) -> Response {
     let token = headers
         .get(header::AUTHORIZATION)
@@ -250,7 +254,29 @@ async fn approve(
             );
         }
     };
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    // Only now, for someone GitLab knows, is the body read (bounded) and parsed.
+    let bytes = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_BODY} bytes"),
+            );
+        }
+    };
+    let body: ApproveBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        ApproveBody::default()
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(b) => b,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not `{{\"comment\": \"...\", \"override\": false}}`: {e}"),
+                );
+            }
+        }
+    };
     let store = shared.held.lock().await;
     let Some(held) = store.find(&hash) else {
         return error(

@@ -50,6 +50,25 @@ pub fn summary(plan: &Plan) -> String {
     if !plan.blocked.is_empty() {
         write!(line, " {} blocked.", plan.blocked.len()).unwrap();
     }
+    // Deleting a user or a project is never only a number.
+    let grave: Vec<String> = plan
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Delete)
+        .filter(|s| matches!(s.address, Address::User { .. } | Address::Project { .. }))
+        .map(|s| s.address.to_string())
+        .collect();
+    if !grave.is_empty() {
+        write!(line, " DELETES {}.", grave.join(", ")).unwrap();
+    }
+    for g in &plan.gate_changes {
+        write!(
+            line,
+            " Changes the approval gate of {} (required {} → {}).",
+            g.scope, g.before.required, g.after.required
+        )
+        .unwrap();
+    }
     line
 }
 
@@ -169,4 +188,46 @@ pub fn json(plan: &Plan) -> serde_json::Value {
         },
         "plan": plan,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Precondition;
+
+    fn delete(address: Address) -> Step {
+        Step {
+            scope: address.scope_name(),
+            address,
+            action: Action::Delete,
+            changes: Vec::new(),
+            desired: Default::default(),
+            precondition: Precondition::Absent,
+            depends_on: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn deleting_a_user_or_project_is_named_in_the_summary() {
+        let mut plan = Plan::empty("content:1");
+        plan.steps.push(delete(Address::Member {
+            project: "g/app".into(),
+            user: "dev1".into(),
+        }));
+        assert_eq!(
+            summary(&plan),
+            "Plan: 0 to create, 0 to update, 0 to replace, 1 to delete."
+        );
+        plan.steps.push(delete(Address::User {
+            username: "dev2".into(),
+        }));
+        plan.steps.push(delete(Address::Project {
+            path: "g/app".into(),
+        }));
+        assert_eq!(
+            summary(&plan),
+            "Plan: 0 to create, 0 to update, 0 to replace, 3 to delete. DELETES gitlab.user/dev2, gitlab.project/g/app."
+        );
+    }
 }

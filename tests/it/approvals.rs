@@ -100,9 +100,18 @@ impl Gated {
     /// Replaces the temporary directory and the plan's hash in messages, for goldens.
     fn clean(&self, s: &str) -> String {
         let hash = self.hash();
-        s.replace(self.dir.path().to_str().unwrap(), "DIR")
+        let mut s = s
+            .replace(self.dir.path().to_str().unwrap(), "DIR")
             .replace(&hash, "HASH")
-            .replace(&hash[..12], "HASH12")
+            .replace(&hash[..12], "HASH12");
+        // Hashes of earlier plans (their time differs per run).
+        let mut from = 0;
+        while let Some(at) = s[from..].find("another plan (") {
+            let start = from + at + "another plan (".len();
+            s.replace_range(start..(start + 12).min(s.len()), "OTHER");
+            from = start;
+        }
+        s
     }
 
     fn applied(&self, out: &Output) {
@@ -219,6 +228,7 @@ fn a_hand_written_approvals_file_is_no_approval() {
         approval("bob", json!({"kind": "ci_job", "project_id": 1, "job_id": 1})),
     ]}));
     let stderr = g.refused(&g.apply(&[]));
+    assert_golden("approvals/forged-file.txt", &g.clean(&stderr));
     assert!(
         stderr.contains("gitlab needs 2 approval(s) of this plan, has 0 (none)"),
         "{stderr}"
@@ -586,6 +596,7 @@ fn a_field_flipped_live_after_approval_is_refused() {
     );
     assert_eq!(status, 200);
     let stderr = g.refused(&g.apply(&[]));
+    assert_golden("approvals/stale-field.txt", &g.clean(&stderr));
     assert!(
         stderr
             .contains("gitlab.variable/root/app/REGION@*: changed live since the plan: protected"),
@@ -629,6 +640,7 @@ fn mass_deletion_needs_allow_deletes() {
     );
     g.plan_as(&g.alice);
     let stderr = g.refused(&g.apply(&[]));
+    assert_golden("approvals/too-many-deletes.txt", &g.clean(&stderr));
     assert!(stderr.contains("deletions (gitlab.member: "), "{stderr}");
     assert!(
         stderr.contains("apply again with `--allow-deletes`"),
@@ -663,6 +675,7 @@ fn a_lowered_gate_needs_the_approvers_of_the_gate_in_force() {
     g.plan_as(&g.alice);
     assert_eq!(g.approve(&g.mallory).status.code(), Some(0));
     let stderr = g.refused(&g.apply(&[]));
+    assert_golden("approvals/gate-in-force.txt", &g.clean(&stderr));
     assert!(
         stderr.contains("gitlab (under the gate in force, which reconcile.yaml changes) needs 2 approval(s) of this plan, has 0 (none)"),
         "{stderr}"
@@ -885,4 +898,36 @@ fn the_same_plan_file_finishes_after_kill_9() {
         resumed >= 1,
         "at least one run finished the plan file it was killed in"
     );
+}
+
+/// A member deleted live after the plan (which changes its access level) was approved.
+#[test]
+fn a_member_deleted_live_after_approval_is_refused() {
+    let g = Gated::new("gitlab: {url: http://gitlab.invalid}\n");
+    g.applied(&g.run(&["apply", "--auto-approve"], &[]));
+    std::fs::write(g.path("reconcile.yaml"), GATED).unwrap();
+    std::fs::write(
+        g.path("gitlab.yaml"),
+        fixture(false).replace(
+            "{user: dev1, access: developer}",
+            "{user: dev1, access: maintainer}",
+        ),
+    )
+    .unwrap();
+    g.plan_as(&g.alice);
+    g.approve(&g.bob);
+    g.approve(&g.carol);
+    let (_, users) = g.gitlab.api("GET", "users?username=dev1", None);
+    let id = users[0]["id"].as_u64().unwrap();
+    let (status, _) = g
+        .gitlab
+        .api("DELETE", &format!("projects/root%2Fapp/members/{id}"), None);
+    assert_eq!(status, 204);
+    let stderr = g.refused(&g.apply(&[]));
+    assert_golden("approvals/stale-deleted.txt", &g.clean(&stderr));
+    // Positive control: planned again (a create now), approved, applied.
+    g.plan_as(&g.alice);
+    g.approve(&g.bob);
+    g.approve(&g.carol);
+    g.applied(&g.apply(&[]));
 }

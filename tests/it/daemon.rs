@@ -200,6 +200,16 @@ fn hold_policy_waits_for_an_http_approval_and_refuses_wrong_tokens() {
 
     let approve = format!("/api/plans/{hash}/approve");
     assert_eq!(d.request("POST", &approve, None).0, 401);
+    // Authentication comes before the body is read: malformed or huge, still 401.
+    let junk = Some(b"{not json".to_vec());
+    assert_eq!(d.request_with("POST", &approve, None, junk.clone()).0, 401);
+    let huge = Some(vec![b' '; 5 << 20]);
+    assert_eq!(
+        d.request_with("POST", &approve, Some("glpat-nope"), huge).0,
+        401
+    );
+    let (status, body) = d.request_with("POST", &approve, Some(&alice.token), junk);
+    assert_eq!(status, 400, "{body}");
     assert_eq!(
         d.request("POST", &approve, Some("glpat-not-a-token")).0,
         401

@@ -4,7 +4,7 @@
 
 use crate::gitlab_plan::{fixture, writes};
 use crate::support::gitlab::{Gitlab, desired_state};
-use crate::support::text;
+use crate::support::{assert_golden, text};
 
 const CONFIG: &str = "gitlab: {url: http://gitlab.invalid}\n";
 
@@ -42,6 +42,10 @@ fn a_url_ending_in_api_v4_is_named() {
         gitlab.reset_counters();
         let out = gitlab.reconcile(dir.path(), args, &[("GITLAB_URL", wrong.clone())]);
         one_line_refusal(&gitlab, &out, "ends in /api/v4");
+        if args == ["plan"] {
+            let clean = text(&out.stderr).replace(&gitlab.url(), "GITLAB");
+            assert_golden("preflight/api-v4.txt", &clean);
+        }
         assert!(text(&out.stderr).contains(&format!("e.g. `{}`", gitlab.url())));
     }
     // Positive control: the base URL plans.
@@ -81,6 +85,10 @@ fn a_non_admin_or_revoked_token_cannot_plan() {
         &out,
         "belongs to `bob`, who is not a GitLab administrator",
     );
+    assert_golden(
+        "preflight/non-admin.txt",
+        &text(&out.stderr).replace(&gitlab.url(), "GITLAB"),
+    );
 
     let (status, _) = gitlab.api("GET", "version", None);
     assert_eq!(status, 200);
@@ -107,6 +115,10 @@ fn a_read_api_token_plans_but_cannot_apply() {
     gitlab.reset_counters();
     let out = gitlab.reconcile(dir.path(), &["apply", "--auto-approve"], &env);
     one_line_refusal(&gitlab, &out, "writing needs the `api` scope");
+    assert_golden(
+        "preflight/read-api-apply.txt",
+        &text(&out.stderr).replace(&gitlab.url(), "GITLAB"),
+    );
     gitlab.reset_counters();
     let out = gitlab.reconcile(dir.path(), &["daemon", "--once"], &env);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));

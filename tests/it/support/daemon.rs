@@ -63,12 +63,26 @@ impl Daemon {
 
     /// `(status, body)` of a request to the daemon.
     pub fn request(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+        self.request_with(method, path, token, None)
+    }
+
+    /// `(status, body)` of a request to the daemon with a raw JSON body.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (u16, String) {
         self.rt.block_on(async {
             let mut req = self
                 .http
                 .request(method.parse().unwrap(), format!("{}{path}", self.url));
             if let Some(t) = token {
                 req = req.bearer_auth(t);
+            }
+            if let Some(b) = body {
+                req = req.header("content-type", "application/json").body(b);
             }
             let rsp = req.send().await.expect("daemon answers");
             (rsp.status().as_u16(), rsp.text().await.unwrap())
