@@ -44,6 +44,9 @@ pub struct Lock {
     pub reclaimed: Option<Holder>,
 }
 
+/// How long an empty or unreadable lock file is taken for one being written.
+const UNREADABLE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -99,13 +102,33 @@ impl Lock {
                             reclaimed = Some(h);
                         }
                         Some(h) => return Err(LockError::Held(h)),
+                        // Empty or unreadable: a run is writing it right now, or one crashed
+                        // between creating and writing it. A writer takes microseconds, so a
+                        // file that stays so for UNREADABLE_GRACE is a crash's: reclaimed.
                         None => {
-                            return Err(LockError::Held(Holder {
-                                owner: "unknown (unreadable lock file)".into(),
-                                host: "?".into(),
+                            let age = std::fs::metadata(&path)
+                                .and_then(|m| m.modified())
+                                .ok()
+                                .and_then(|t| t.elapsed().ok())
+                                .unwrap_or_default();
+                            if age < UNREADABLE_GRACE {
+                                return Err(LockError::Held(Holder {
+                                    owner: format!(
+                                        "unknown (the lock file is empty or unreadable; it is reclaimed once it is {}s old)",
+                                        UNREADABLE_GRACE.as_secs()
+                                    ),
+                                    host: "?".into(),
+                                    pid: 0,
+                                    started_at: "?".into(),
+                                }));
+                            }
+                            let _ = std::fs::remove_file(&path);
+                            reclaimed = Some(Holder {
+                                owner: "unknown (empty lock file left by a crash)".into(),
+                                host: me.host.clone(),
                                 pid: 0,
                                 started_at: "?".into(),
-                            }));
+                            });
                         }
                     }
                 }
@@ -172,6 +195,33 @@ mod tests {
         .unwrap();
         assert!(
             matches!(Lock::acquire(dir.path(), "bob"), Err(LockError::Held(h)) if h.host == "other-host")
+        );
+    }
+
+    #[test]
+    fn an_empty_lock_file_is_reclaimed_once_it_is_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        std::fs::write(&path, "").unwrap();
+        // Fresh: maybe being written; refused, and the message says when it is reclaimed.
+        match Lock::acquire(dir.path(), "bob") {
+            Err(LockError::Held(h)) => assert!(h.owner.contains("reclaimed once it is 30s old")),
+            other => panic!("{other:?}"),
+        }
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let lock = Lock::acquire(dir.path(), "bob").expect("reclaimed");
+        assert!(
+            lock.reclaimed
+                .as_ref()
+                .unwrap()
+                .owner
+                .contains("empty lock file")
         );
     }
 }

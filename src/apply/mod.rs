@@ -130,13 +130,47 @@ async fn execute(
     {
         return Outcome::Failed(format!("cannot write the journal, step not run: {e}"));
     }
-    let desired = desired.iter().find(|d| d.address == step.address);
-    let outcome = match providers.apply(step, desired).await {
+    let wanted = desired.iter().find(|d| d.address == step.address);
+    let outcome = match providers.apply(step, wanted).await {
         Ok(()) => Outcome::Applied,
+        // An error from GitLab or AWS may hide a write that happened (a 500 after the change,
+        // a lost response): read the resource back before calling the step failed.
+        Err(e @ crate::providers::StepError::Api { .. }) => {
+            if read_back_matches(providers, desired, step).await {
+                tracing::info!(address = %step.address, error = %e, "The write happened despite the error: read back as wanted");
+                Outcome::Applied
+            } else {
+                Outcome::Failed(e.to_string())
+            }
+        }
         Err(e) => Outcome::Failed(e.to_string()),
     };
     record(journal, step, &outcome);
     outcome
+}
+
+/// Whether the step's resource is now as the step wants it (absent for a delete; every
+/// desired field equal otherwise).
+async fn read_back_matches(providers: &Providers, desired: &[Desired], step: &Step) -> bool {
+    let live = providers
+        .observe_only(desired, std::slice::from_ref(&step.address))
+        .await;
+    let now = match live.objects.get(&step.address) {
+        Some(crate::live::Observed::Present(l)) => Some(l),
+        Some(crate::live::Observed::Absent) => None,
+        Some(crate::live::Observed::Unknown(_)) => return false,
+        None => live.unmanaged.get(&step.address),
+    };
+    match (step.action, now) {
+        (Action::Delete, None) => true,
+        (Action::Delete, Some(_)) | (_, None) => false,
+        (_, Some(live)) => step
+            .desired
+            .iter()
+            // A field GitLab does not show (a hidden value) cannot be read back: the
+            // convergence check reports what stays unknown.
+            .all(|(f, v)| live.fields.get(f).is_none_or(|have| have == v)),
+    }
 }
 
 fn record(journal: Option<&Journal>, step: &Step, outcome: &Outcome) {

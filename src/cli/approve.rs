@@ -195,9 +195,30 @@ async fn prove(
         let fingerprint = proof::verify_signature(&signature, &payload)
             .map_err(|e| format!("the signature does not verify: {e}"))?;
         let owner = match directory {
-            Some(d) => d.key_owner(&fingerprint).await.map_err(|e| {
-                format!("cannot ask GitLab at {url} who registered the key {fingerprint}: {e}")
-            })?,
+            Some(d) => match d.key_owner(&fingerprint).await {
+                Ok(owner) => owner,
+                // Only administrators may look keys up by fingerprint: with an approver's own
+                // token, check the key in the profile of the user named with --by.
+                Err(e) => match &args.by {
+                    Some(by) => {
+                        let keys = identity::user_key_fingerprints(d, by).await?;
+                        if !keys.contains(&fingerprint) {
+                            return Err(format!(
+                                "the SSH key {fingerprint} is not registered in `{by}`'s GitLab profile: add its public key there (User settings → SSH keys) and approve again"
+                            ));
+                        }
+                        Some(GitlabUser {
+                            id: 0,
+                            username: by.clone(),
+                        })
+                    }
+                    None => {
+                        return Err(format!(
+                            "cannot ask GitLab at {url} who registered the key {fingerprint} ({e}); with a token that is not an administrator's, say who you are with `--by USERNAME` (apply checks the key with an administrator's token)"
+                        ));
+                    }
+                },
+            },
             None => None,
         };
         let user = match (owner, &args.by) {

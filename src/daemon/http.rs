@@ -54,9 +54,19 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let limit = super::next_delay(shared.interval, status.consecutive_failures)
         .mul_f64(4.0)
         .max(std::time::Duration::from_secs(60));
-    let ready = age <= limit;
+    // Unready when the loop is stuck, or when every recent cycle fails (the same threshold as
+    // the "unhealthy" notification).
+    let failing = status.consecutive_failures >= super::UNHEALTHY_AFTER;
+    let ready = age <= limit && !failing;
     let body = json!({
         "ready": ready,
+        "reason": if failing {
+            Some(format!("{} cycles failed in a row", status.consecutive_failures))
+        } else if age > limit {
+            Some("the last cycle is too old: the loop is stuck".to_string())
+        } else {
+            None
+        },
         "cycles": status.cycles,
         "consecutive_failures": status.consecutive_failures,
         "last_cycle": last,

@@ -41,7 +41,7 @@ use notify::Notifier;
 use source::Source;
 
 /// Consecutive failed cycles after which the daemon reports itself unhealthy.
-const UNHEALTHY_AFTER: u32 = 3;
+pub(crate) const UNHEALTHY_AFTER: u32 = 3;
 
 pub struct Options {
     pub source: Source,

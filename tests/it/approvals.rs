@@ -931,3 +931,54 @@ fn a_member_deleted_live_after_approval_is_refused() {
     g.approve(&g.carol);
     g.applied(&g.apply(&[]));
 }
+
+/// An approver with only their own (non-admin) token: GitLab does not let them look keys up by
+/// fingerprint, so they name themselves and the key is checked in their profile; apply checks
+/// it again with an administrator's token.
+#[test]
+fn an_approver_signs_with_their_own_token() {
+    let g = Gated::new(GATED);
+    g.plan_as(&g.alice);
+    let own = |who: &Person| {
+        vec![(
+            "GITLAB_TOKEN",
+            g.gitlab.token(&who.username, &["read_user"]),
+        )]
+    };
+    let key = g.bob.key.to_str().unwrap();
+    let out = g.run(&["approve", &g.plan_file(), "--sign", key], &own(&g.bob));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("say who you are with `--by USERNAME`"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Claiming to be carol with bob's key: refused at once.
+    let out = g.run(
+        &["approve", &g.plan_file(), "--sign", key, "--by", "carol"],
+        &own(&g.bob),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not registered in `carol`'s GitLab profile"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Positive control.
+    for who in [&g.bob, &g.carol] {
+        let key = who.key.to_str().unwrap();
+        let out = g.run(
+            &[
+                "approve",
+                &g.plan_file(),
+                "--sign",
+                key,
+                "--by",
+                &who.username,
+            ],
+            &own(who),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    g.applied(&g.apply(&[]));
+}

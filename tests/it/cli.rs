@@ -60,3 +60,40 @@ fn usage_errors_exit_1_never_2() {
     assert_eq!(reconcile(&["plan", "--help"]).status.code(), Some(0));
     assert_eq!(reconcile(&["--version"]).status.code(), Some(0));
 }
+
+/// `reconcile graph | head -1`: the closed pipe ends the command quietly (no panic message).
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    use std::io::Read as _;
+    // Far more than a pipe buffer of output.
+    let users: String = (0..4000)
+        .map(|i| format!("  - {{username: user{i}, name: User {i}, email: user{i}@example.com}}\n"))
+        .collect();
+    let dir = crate::support::gitlab::desired_state(&[
+        ("reconcile.yaml", "gitlab: {url: http://gitlab.invalid}\n"),
+        ("gitlab.yaml", &format!("users:\n{users}")),
+    ]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_reconcile"))
+        .args(["graph", "--dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = crate::support::text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        matches!(out.status.code(), Some(0 | 141)),
+        "{:?} {stderr}",
+        out.status
+    );
+}

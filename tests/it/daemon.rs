@@ -352,6 +352,8 @@ fn failing_gitlab_is_backed_off_from_and_recovery_is_noticed() {
     let next = failing["next_cycle_in_seconds"].as_f64().unwrap();
     assert!(next >= 1.4, "no backoff: {failing}");
     assert_eq!(failing["last_cycle"]["outcome"], "failed");
+    let (status, _) = d.request("GET", "/readyz", None);
+    assert_eq!(status, 503, "unready after three failed cycles");
     let unhealthy = hook.wait_for("unhealthy", Duration::from_secs(10));
     assert!(
         unhealthy.contains("3 cycles failed in a row"),
@@ -365,6 +367,7 @@ fn failing_gitlab_is_backed_off_from_and_recovery_is_noticed() {
         r["consecutive_failures"] == 0 && r["last_cycle"]["outcome"] == "converged"
     });
     assert!(!force_push(&gitlab));
+    assert_eq!(d.request("GET", "/readyz", None).0, 200, "ready again");
     hook.wait_for("recovered", Duration::from_secs(10));
 }
 

@@ -450,3 +450,33 @@ fn env_limits_the_plan_to_one_scope() {
         "error: unknown scope `prod` for --env: use `gitlab`, `aws` or one of [staging]\n"
     );
 }
+
+/// Every write is performed and then answered 500 (the outcome is unknown to the client): each
+/// step re-reads before it is called failed, so the run is reported as it is, all applied, and
+/// exit 0 (the audit saw exit 3 from protected branches whose second POST was unknown too).
+#[test]
+fn unknown_outcomes_are_read_back_before_a_step_fails() {
+    let gitlab = Gitlab::start();
+    let dir = desired_state(&[("reconcile.yaml", CONFIG), ("gitlab.yaml", &fixture(false))]);
+    gitlab.set_faults(gitlab_emulator::Faults {
+        write_then_500_rate: 1.0,
+        ..Default::default()
+    });
+    let out = gitlab.reconcile(dir.path(), &["apply", "--auto-approve"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    gitlab.clear_faults();
+    let again = gitlab.reconcile(dir.path(), &["plan"], &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stdout));
+    let (_, branches) = gitlab.api("GET", "projects/root%2Fapp/protected_branches", None);
+    assert_eq!(
+        branches.as_array().unwrap().len(),
+        1,
+        "no duplicate protection"
+    );
+}

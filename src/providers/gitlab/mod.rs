@@ -48,6 +48,10 @@ fn status_of(e: &ApiErr) -> Option<StatusCode> {
         | ApiError::GitlabObjectWithStatus { status, .. }
         | ApiError::GitlabUnrecognizedWithStatus { status, .. }
         | ApiError::GitlabService { status, .. } => Some(*status),
+        // Still 5xx/429 after the client's retries.
+        ApiError::Client {
+            source: TransportError::Exhausted { status, .. },
+        } => Some(*status),
         _ => None,
     }
 }

@@ -175,37 +175,73 @@ async fn unprotect(client: &GitlabClient, project: &str, branch: &str) -> Result
 
 /// Protects the branch as the step says, whatever is there now: a protection that exists (an
 /// earlier attempt, or GitLab's automatic default-branch protection) is adopted and corrected.
+/// Every unknown outcome is followed by a read: the step fails only when GitLab, read after
+/// the last attempt, still does not show the protection the step wants.
 async fn ensure(
     client: &GitlabClient,
     project: &str,
     branch: &str,
     step: &Step,
 ) -> Result<(), StepError> {
-    let first = protect(client, project, branch, step).await;
-    let conflict = matches!(&first, Err(e) if super::is_unknown_outcome(e) || super::status_of(e) == Some(http::StatusCode::CONFLICT));
-    if first.is_ok() {
-        return Ok(());
+    let mut outcome = protect(client, project, branch, step).await;
+    for _ in 0..super::CREATE_ATTEMPTS {
+        let e = match outcome {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !retryable(&e) {
+            return Err(e.into());
+        }
+        outcome = match read_one(client, project, branch).await? {
+            None => protect(client, project, branch, step).await,
+            Some(existing) if levels_match(project, &existing, step) => {
+                return fix_force_push(client, project, branch, &existing, step).await;
+            }
+            // CE cannot change levels in place: unprotect, then protect (the next round
+            // reads whatever an unknown outcome left).
+            Some(_) => match unprotect(client, project, branch).await {
+                Ok(()) => protect(client, project, branch, step).await,
+                Err(e) => Err(e),
+            },
+        };
     }
-    if !conflict {
-        return first.map_err(Into::into);
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(e) => match read_one(client, project, branch).await? {
+            Some(existing) if levels_match(project, &existing, step) => {
+                fix_force_push(client, project, branch, &existing, step).await
+            }
+            _ => Err(e.into()),
+        },
     }
-    let Some(existing) = read_one(client, project, branch).await? else {
-        return protect(client, project, branch, step)
-            .await
-            .map_err(Into::into);
-    };
-    let (_, live) = live(project, &existing);
-    let levels_match = ["push", "merge", "unprotect"].iter().all(|f| {
+}
+
+/// An error after which what GitLab did is unknown or may change: read, then decide.
+fn retryable(e: &ApiErr) -> bool {
+    super::is_unknown_outcome(e)
+        || super::status_of(e)
+            .is_some_and(|s| s == http::StatusCode::CONFLICT || s.is_server_error())
+}
+
+/// Whether a live protection has the access levels the step wants.
+fn levels_match(project: &str, existing: &Json, step: &Step) -> bool {
+    let (_, live) = live(project, existing);
+    ["push", "merge", "unprotect"].iter().all(|f| {
         !step.desired.contains_key(*f)
             || !live.fields.contains_key(*f)
             || step.desired.get(*f) == live.fields.get(*f)
-    });
-    if !levels_match {
-        unprotect(client, project, branch).await?;
-        return protect(client, project, branch, step)
-            .await
-            .map_err(Into::into);
-    }
+    })
+}
+
+/// Sets `allow_force_push` when it differs (PATCH: safe to repeat, retried by the client).
+async fn fix_force_push(
+    client: &GitlabClient,
+    project: &str,
+    branch: &str,
+    existing: &Json,
+    step: &Step,
+) -> Result<(), StepError> {
+    let (_, live) = live(project, existing);
     if live.fields.get("allow_force_push") != step.desired.get("allow_force_push") {
         let patch = PatchProtectedBranch {
             project: project.into(),

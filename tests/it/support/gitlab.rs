@@ -15,7 +15,6 @@ pub const KEY: &str = "reconcile-key-for-tests";
 
 /// A GitLab user with a personal access token and an SSH key registered in their profile.
 pub struct Person {
-    #[allow(dead_code)]
     pub username: String,
     pub id: u64,
     pub token: String,
