@@ -197,13 +197,18 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
         let (nodes, issues) = parse::parse(sources.get(id));
         let syntax_error = issues
             .iter()
-            .any(|i| matches!(i, ParseIssue::Syntax { .. }));
+            .any(|i| matches!(i, ParseIssue::Syntax { .. } | ParseIssue::Limit { .. }));
         for issue in issues {
             diags.push(match issue {
                 ParseIssue::Syntax { span, message } => {
                     Diagnostic::at(id, span, format!("YAML syntax error: {message}"))
                         .help("fix the YAML syntax (indentation, quotes, brackets) at this point")
                 }
+                ParseIssue::Limit {
+                    span,
+                    message,
+                    help,
+                } => Diagnostic::at(id, span, message).help(help),
                 ParseIssue::DuplicateKey { key, span, first } => {
                     Diagnostic::at(id, span, format!("duplicate key `{key}`"))
                         .related(

@@ -108,3 +108,24 @@ fn missing_directory_is_an_error() {
         text(&out.stderr).contains("desired-state directory `tests/no-such-dir` does not exist")
     );
 }
+
+/// A "billion laughs" document (10^10 nodes if its aliases were expanded) is refused at the
+/// alias that goes over the bound, by every command that loads the desired state.
+#[test]
+fn alias_bomb_is_refused_by_validate_and_plan() {
+    for command in ["validate", "plan"] {
+        let started = std::time::Instant::now();
+        let out = reconcile(&[command, "--dir", "tests/invalid/48-alias-bomb"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{command}: {stderr}");
+        assert!(
+            stderr.contains("tests/invalid/48-alias-bomb/users.yaml:6:29"),
+            "{command}: {stderr}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{command} took {:?}",
+            started.elapsed()
+        );
+    }
+}
