@@ -168,6 +168,9 @@ fn expected_in_words(exp: &str) -> String {
     }
 }
 
+/// Help for a key that looks like a credential where none is read.
+pub const CREDENTIALS_HELP: &str = "credentials are never read from spec files: GitLab's token comes from GITLAB_TOKEN, secret values from AWS Secrets Manager (`from: {secret: ...}`)";
+
 fn unknown_field(field: &str, expected: &[&str]) -> DeError {
     let lower = field.to_lowercase();
     if ["token", "password", "secret_value", "private_key"]
@@ -176,7 +179,7 @@ fn unknown_field(field: &str, expected: &[&str]) -> DeError {
     {
         return DeError {
             message: format!("unknown field `{field}`"),
-            help: Some("credentials are never read from spec files: GitLab's token comes from GITLAB_TOKEN, secret values from AWS Secrets Manager (`from: {secret: ...}`)".into()),
+            help: Some(CREDENTIALS_HELP.into()),
             span: None,
             sensitive: true,
         };

@@ -12,6 +12,7 @@ pub mod member;
 mod parse;
 pub mod project;
 pub mod protected_branch;
+pub(crate) mod redact;
 pub mod secret;
 pub mod source;
 pub mod task_definition;
@@ -336,8 +337,10 @@ fn decode_resources<'a>(
     for (key, value) in entries {
         let name = key.as_str().unwrap_or_default();
         if !SECTIONS.contains(&name) {
+            let credential = redact::is_sensitive_key(name);
             let help = match suggest(name, SECTIONS.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
+                None if credential => de::CREDENTIALS_HELP.to_string(),
                 None => format!(
                     "expected one of {}",
                     SECTIONS
@@ -352,9 +355,8 @@ fn decode_resources<'a>(
             } else {
                 help
             };
-            diags.push(
-                Diagnostic::at(file, key.span, format!("unknown section `{name}`")).help(hint),
-            );
+            let d = Diagnostic::at(file, key.span, format!("unknown section `{name}`")).help(hint);
+            diags.push(if credential { d.sensitive() } else { d });
             continue;
         }
         if value.is_null() {

@@ -25,6 +25,8 @@ use super::source::{SourceFile, Span};
 pub struct Node {
     pub kind: NodeKind,
     pub span: Span,
+    /// Written in flow style (`{a: 1}`, `[a, b]`) or inside such a collection.
+    pub flow: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -195,12 +197,14 @@ enum Frame {
     Seq {
         span: Span,
         anchor: usize,
+        flow: bool,
         items: Vec<Node>,
         weight: Weight,
     },
     Map {
         span: Span,
         anchor: usize,
+        flow: bool,
         entries: Vec<(Node, Node)>,
         /// Keys already in `entries`, for duplicates in constant time.
         keys: HashMap<String, Span>,
@@ -221,6 +225,19 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    /// Whether the innermost open collection is in flow style.
+    fn in_flow(&self) -> bool {
+        matches!(
+            self.stack.last(),
+            Some(Frame::Seq { flow: true, .. } | Frame::Map { flow: true, .. })
+        )
+    }
+
+    /// Whether a collection starting at `start` is in flow style.
+    fn flow_at(&self, start: usize) -> bool {
+        self.in_flow() || self.file.text[start.min(self.file.text.len())..].starts_with(['{', '['])
+    }
+
     fn push_node(&mut self, node: Node, anchor: usize, weight: Weight) {
         if anchor > 0 {
             self.anchors.insert(anchor, (node.clone(), weight));
@@ -332,6 +349,7 @@ impl Builder<'_> {
                 let node = Node {
                     kind: NodeKind::Scalar(Scalar { text, plain }),
                     span: Span::new(start, end),
+                    flow: self.in_flow(),
                 };
                 self.push_node(node, anchor, weight);
             }
@@ -341,6 +359,7 @@ impl Builder<'_> {
                     Frame::Seq {
                         span,
                         anchor,
+                        flow: self.flow_at(start),
                         items: Vec::new(),
                         weight: Weight::default(),
                     },
@@ -353,6 +372,7 @@ impl Builder<'_> {
                     Frame::Map {
                         span,
                         anchor,
+                        flow: self.flow_at(start),
                         entries: Vec::new(),
                         keys: HashMap::new(),
                         key: None,
@@ -366,12 +386,14 @@ impl Builder<'_> {
                     Some(Frame::Seq {
                         span,
                         anchor,
+                        flow,
                         items,
                         weight,
                     }) => (
                         Node {
                             kind: NodeKind::Seq(items),
                             span,
+                            flow,
                         },
                         anchor,
                         weight,
@@ -379,6 +401,7 @@ impl Builder<'_> {
                     Some(Frame::Map {
                         span,
                         anchor,
+                        flow,
                         entries,
                         weight,
                         ..
@@ -389,6 +412,7 @@ impl Builder<'_> {
                             Node {
                                 kind: NodeKind::Map(entries),
                                 span,
+                                flow,
                             },
                             anchor,
                             weight,
