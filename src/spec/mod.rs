@@ -176,6 +176,11 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
                 continue;
             }
         };
+        // A UTF-8 byte order mark (some Windows editors write one) is not part of the text.
+        let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+            Some(rest) => rest.to_vec(),
+            None => bytes,
+        };
         let (text, bad_utf8) = match String::from_utf8(bytes) {
             Ok(t) => (t, None),
             Err(e) => {

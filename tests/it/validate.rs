@@ -129,3 +129,45 @@ fn alias_bomb_is_refused_by_validate_and_plan() {
         );
     }
 }
+
+/// Writes `files` (name, content) into a new temporary desired-state directory.
+fn temp_state(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+    dir
+}
+
+fn validate_dir(dir: &std::path::Path) -> (Option<i32>, String, String) {
+    let out = reconcile(&["validate", "--dir", dir.to_str().unwrap()]);
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+const CONFIG: &[u8] = b"gitlab: {url: http://gitlab.example}\n";
+const USERS: &[u8] = b"users:\n  - {username: dev1, name: Dev One, email: dev1@example.com}\n";
+
+#[test]
+fn files_with_a_utf8_byte_order_mark_are_read() {
+    let bom = |text: &[u8]| [b"\xEF\xBB\xBF".as_slice(), text].concat();
+    let dir = temp_state(&[
+        ("reconcile.yaml", &bom(CONFIG)),
+        ("users.yaml", &bom(USERS)),
+    ]);
+    let (code, stdout, stderr) = validate_dir(dir.path());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("valid (1 resources"), "{stdout}");
+    // Positions after a BOM are those an editor shows (the BOM is not a column).
+    let dir = temp_state(&[
+        ("reconcile.yaml", CONFIG),
+        ("users.yaml", &bom(b"userz: []\n")),
+    ]);
+    let (code, _, stderr) = validate_dir(dir.path());
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("users.yaml:1:1") && stderr.contains("unknown section `userz`"),
+        "{stderr}"
+    );
+}
