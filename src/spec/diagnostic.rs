@@ -91,7 +91,18 @@ impl<'a> Files<'a> for ShownFiles<'_> {
     type Source = &'a str;
 
     fn name(&'a self, id: usize) -> Result<String, FilesError> {
-        Ok(self.view(id)?.0.path.display().to_string())
+        Ok(self
+            .view(id)?
+            .0
+            .path
+            .display()
+            .to_string()
+            .chars()
+            .map(|c| match unprintable(c) {
+                true => escaped(c),
+                false => c.to_string(),
+            })
+            .collect())
     }
 
     fn source(&'a self, id: usize) -> Result<&'a str, FilesError> {
@@ -132,6 +143,59 @@ impl<'a> Files<'a> for ShownFiles<'_> {
     }
 }
 
+/// Longest quoted value (between backticks) in a message, in characters; longer ones show a
+/// prefix and their length.
+const QUOTE_MAX: usize = 64;
+const QUOTE_PREFIX: usize = 40;
+/// Longest run of text between backticks otherwise (messages and help are far shorter).
+const TEXT_MAX: usize = 1_000;
+
+/// A character that must not reach a terminal as is: control characters (other than tab and
+/// line break) and bidirectional overrides.
+pub fn unprintable(c: char) -> bool {
+    (c.is_control() && c != '\t' && c != '\n')
+        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
+/// `c` written as an escape (`\u{7}`).
+pub fn escaped(c: char) -> String {
+    format!("\\u{{{:x}}}", c as u32)
+}
+
+/// A message as shown: every value quoted in it (between backticks) bounded to a prefix and its
+/// length, unprintable characters escaped.
+pub fn bounded(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(4 * TEXT_MAX));
+    // The length of a shortened quote, written after its closing backtick.
+    let mut pending: Option<String> = None;
+    for (i, part) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+            out.extend(pending.take());
+        }
+        let quoted = i % 2 == 1;
+        let (max, keep) = if quoted {
+            (QUOTE_MAX, QUOTE_PREFIX)
+        } else {
+            (TEXT_MAX, TEXT_MAX)
+        };
+        let count = part.chars().count();
+        for c in part.chars().take(if count > max { keep } else { count }) {
+            if unprintable(c) || (quoted && c == '\n') {
+                out.push_str(&escaped(c));
+            } else {
+                out.push(c);
+            }
+        }
+        if count > max {
+            out.push('…');
+            pending = Some(format!(" ({count} characters)"));
+        }
+    }
+    out.extend(pending);
+    out
+}
+
 /// Renders diagnostics, sorted by file and position, followed by a summary line.
 pub fn render(
     sources: &SourceMap,
@@ -167,7 +231,7 @@ pub fn render(
     }
     let config = term::Config::default();
     for d in diagnostics {
-        let mut report = Report::error().with_message(&d.message);
+        let mut report = Report::error().with_message(bounded(&d.message));
         let mut notes = Vec::new();
         let shown_span = |files: &ShownFiles<'_>, o: &Origin| {
             let view = view_of[&o.file];
@@ -187,13 +251,13 @@ pub fn render(
                 let mut labels = vec![Label::primary(view, span)];
                 labels.extend(d.related.iter().map(|(o, note)| {
                     let (view, span) = shown_span(&files, o);
-                    Label::secondary(view, span).with_message(note)
+                    Label::secondary(view, span).with_message(bounded(note))
                 }));
                 report = report.with_labels(labels);
             }
             None => {}
         }
-        notes.extend(d.help.iter().map(|h| format!("help: {h}")));
+        notes.extend(d.help.iter().map(|h| format!("help: {}", bounded(h))));
         report = report.with_notes(notes);
         term::emit(out, &config, &files, &report).map_err(std::io::Error::other)?;
     }
@@ -222,4 +286,27 @@ pub fn sort(diagnostics: &mut [Diagnostic]) {
         let key = |d: &Diagnostic| d.origin.map(|o| (o.file, o.span.start));
         key(a).cmp(&key(b)).then_with(|| a.message.cmp(&b.message))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    #[test]
+    fn quoted_values_are_bounded_and_escaped() {
+        let long = "x".repeat(10_000_000);
+        let shown = bounded(&format!("invalid username `{long}`, see `other`"));
+        assert_eq!(
+            shown,
+            format!(
+                "invalid username `{}…` (10000000 characters), see `other`",
+                "x".repeat(40)
+            )
+        );
+        assert_eq!(bounded("branch `a\u{7}b`"), "branch `a\\u{7}b`");
+        assert_eq!(bounded("short `value` stays"), "short `value` stays");
+        // A backtick inside a value cannot let the rest of it through unbounded.
+        let shown = bounded(&format!("name `a`{long}`"));
+        assert!(shown.len() < 2_000, "{}", shown.len());
+    }
 }

@@ -42,6 +42,13 @@ pub use parse::check_syntax as check_yaml_syntax;
 /// The settings file at the root of a desired-state directory.
 pub const CONFIG_FILE: &str = "reconcile.yaml";
 
+/// Largest spec file read (a fleet of 10,000 resources is about 1 MiB in all).
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+/// Largest desired state read, all files together.
+pub const MAX_TOTAL_BYTES: u64 = 64 << 20;
+/// Most spec files in a desired state.
+pub const MAX_FILES: usize = 10_000;
+
 /// A resource with the place it was declared.
 #[derive(Clone, Debug)]
 pub struct Declared<T> {
@@ -165,9 +172,22 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
     }
 
     let mut documents: Vec<(FileId, bool, Vec<Node>)> = Vec::new();
-    for path in &files {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
+    let mut total: u64 = 0;
+    for (i, path) in files.iter().enumerate() {
+        let bytes = match read_bounded(path, MAX_FILE_BYTES) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                let id = sources.add(path.clone(), String::new());
+                diags.push(
+                    Diagnostic::at(
+                        id,
+                        Span::new(0, 0),
+                        format!("file is larger than {} MiB", MAX_FILE_BYTES >> 20),
+                    )
+                    .help("split it into several files, or look for a value that does not belong in a spec (a spec file is far smaller)"),
+                );
+                continue;
+            }
             Err(e) => {
                 diags.push(Diagnostic::global(format!(
                     "cannot read `{}`: {e}",
@@ -176,6 +196,19 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
                 continue;
             }
         };
+        total += bytes.len() as u64;
+        if total > MAX_TOTAL_BYTES {
+            diags.push(
+                Diagnostic::global(format!(
+                    "the desired state is larger than {} MiB; `{}` and the {} file(s) after it were not read",
+                    MAX_TOTAL_BYTES >> 20,
+                    path.display(),
+                    files.len() - i - 1
+                ))
+                .help("a desired state is far smaller: look for large files that do not belong in it"),
+            );
+            break;
+        }
         // A UTF-8 byte order mark (some Windows editors write one) is not part of the text.
         let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
             Some(rest) => rest.to_vec(),
@@ -241,6 +274,9 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
             );
             continue;
         }
+        for node in &nodes {
+            validate::check_text(id, node, &mut diags);
+        }
         documents.push((id, sources.path(id) == config_path, nodes));
     }
 
@@ -305,6 +341,16 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
         references: checked.references,
         sources,
     })
+}
+
+/// The content of `path`, or None when it is larger than `limit` bytes (never reads more).
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
 }
 
 fn from_de(file: FileId, node: &Node, e: de::DeError) -> Diagnostic {
@@ -436,6 +482,13 @@ fn discover(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
             .is_some_and(|x| x == "yaml" || x == "yml");
         if entry.file_type().is_file() && is_yaml {
             files.push(entry.into_path());
+        }
+        if files.len() > MAX_FILES {
+            return Err(Diagnostic::global(format!(
+                "`{}` holds more than {MAX_FILES} YAML files",
+                dir.display()
+            ))
+            .help("point `--dir` at the desired-state directory itself"));
         }
     }
     Ok(files)

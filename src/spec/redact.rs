@@ -1,7 +1,8 @@
 //! What of a source file a diagnostic may show.
 //!
 //! Owns: finding the values of sensitive keys in a file's text, and the text shown in place of
-//! the file (those values replaced by `***`, very long lines shortened) with the mapping of
+//! the file (those values replaced by `***`, very long lines shortened, control characters
+//! escaped) with the mapping of
 //! byte offsets between the two. A value is sensitive when its key looks like a credential
 //! (`token`, `password`, `*_secret`, `private_key`, ...), when it is the `value` of a masked or
 //! hidden variable (or of a variable whose key looks secret), or when it holds a private key.
@@ -14,6 +15,7 @@
 
 use std::ops::Range;
 
+use super::diagnostic::{escaped, unprintable};
 use super::parse::{self, Node, NodeKind, ParseIssue};
 use super::source::SourceFile;
 
@@ -81,10 +83,25 @@ impl Shown {
                 at += piece.len();
             }
         }
+        let mut covered = secret.clone();
         for gap in long_line_gaps(text, keep) {
             for part in subtract(gap, &secret) {
                 if part.end > part.start {
+                    covered.push(part.clone());
                     edits.push((part, ELLIPSIS.to_string()));
+                }
+            }
+        }
+        // Control characters and bidirectional overrides are shown escaped, never raw (they
+        // could move the cursor or recolour a terminal).
+        let covered = merge(covered);
+        for (i, c) in text.char_indices() {
+            let crlf = c == '\r' && text[i + 1..].starts_with('\n');
+            if unprintable(c) && !crlf {
+                let r = i..i + c.len_utf8();
+                let k = covered.partition_point(|h| h.end <= r.start);
+                if covered.get(k).is_none_or(|h| h.start >= r.end) {
+                    edits.push((r, escaped(c)));
                 }
             }
         }
@@ -802,6 +819,14 @@ mod tests {
         let value = text.find("S3cr3t").unwrap();
         assert_eq!(&s.text[s.start(value + 3)..s.end(value + 5)], MASK);
         assert_eq!(s.original(s.start(value)), value);
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(
+            shown("name: \"a\u{7}b\u{1b}[31m\"\r\nx: \u{202e}y\r\n"),
+            "name: \"a\\u{7}b\\u{1b}[31m\"\r\nx: \\u{202e}y\r\n"
+        );
     }
 
     #[test]

@@ -171,3 +171,47 @@ fn files_with_a_utf8_byte_order_mark_are_read() {
         "{stderr}"
     );
 }
+
+/// A 3 MB value is reported with a bounded message and source line (a 10 MB one was quoted in
+/// full: 31 MB of error output), and a file over the size limit (10 MB) is not read at all.
+#[test]
+fn huge_values_and_files_are_reported_in_bounded_output() {
+    let huge = "x".repeat(3_000_000);
+    let users =
+        format!("users:\n  - {{username: dev1, name: \"{huge}\", email: dev1@example.com}}\n");
+    let dir = temp_state(&[("reconcile.yaml", CONFIG), ("users.yaml", users.as_bytes())]);
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = validate_dir(dir.path());
+    assert_eq!(code, Some(1));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(stderr.len() < 4_000, "{} bytes of stderr", stderr.len());
+    assert!(stderr.contains("users.yaml:2:28"), "{stderr}");
+    assert!(
+        stderr.contains("value longer than 128 KiB (3000000 bytes)"),
+        "{stderr}"
+    );
+
+    let big = format!("users: []\n# {}\n", "y".repeat(10_000_000));
+    let dir = temp_state(&[("reconcile.yaml", CONFIG), ("users.yaml", big.as_bytes())]);
+    let (code, _, stderr) = validate_dir(dir.path());
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("users.yaml:1:1"), "{stderr}");
+    assert!(stderr.contains("file is larger than 4 MiB"), "{stderr}");
+    assert!(stderr.len() < 2_000, "{} bytes of stderr", stderr.len());
+}
+
+/// Positive control for the limits: values at GitLab's limits, and multi-line values with tabs.
+#[test]
+fn values_within_the_limits_are_accepted() {
+    let projects = format!(
+        "projects:\n  - namespace: root\n    path: app\n    description: \"{}\"\n    variables:\n      items:\n        - key: SCRIPT\n          value: |\n            line one\n            \tindented with a tab\n",
+        "d".repeat(2000)
+    );
+    let dir = temp_state(&[
+        ("reconcile.yaml", CONFIG),
+        ("projects.yaml", projects.as_bytes()),
+    ]);
+    let (code, stdout, stderr) = validate_dir(dir.path());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("valid"), "{stdout}");
+}
