@@ -956,6 +956,11 @@ fn check_promotion_cycles(c: &mut Checker<'_>, file: FileId, envs_node: &Node, c
     }
 }
 
+/// Most approvals a gate may require: each approval is one person.
+const MAX_REQUIRED_APPROVALS: u32 = 100;
+
+/// A gate that no plan could ever pass is refused: more approvals than distinct approvers
+/// (compared case-insensitively, as approvals are), or more than any team gives.
 fn check_gate(
     c: &mut Checker<'_>,
     file: FileId,
@@ -963,16 +968,52 @@ fn check_gate(
     gate: &super::config::Gate,
     scope: &str,
 ) {
-    if !gate.approvers.is_empty() && gate.required as usize > gate.approvers.len() {
+    let approvers_node = scope_node.get("approval").and_then(|a| a.get("approvers"));
+    let mut distinct: HashMap<String, usize> = HashMap::new();
+    for (i, a) in gate.approvers.iter().enumerate() {
+        if let Some(first) = distinct.insert(a.to_lowercase(), i) {
+            distinct.insert(a.to_lowercase(), first);
+            let span = |k: usize| {
+                approvers_node
+                    .and_then(|n| n.items().get(k))
+                    .map(|n| n.span)
+                    .unwrap_or(scope_node.span)
+            };
+            c.diags.push(
+                Diagnostic::at(file, span(i), format!("approver `{a}` is listed twice"))
+                    .related(
+                        Origin {
+                            file,
+                            span: span(first),
+                        },
+                        "first listed here",
+                    )
+                    .help("an approval counts once per person (usernames compare case-insensitively): remove one"),
+            );
+        }
+    }
+    let span = span_at(scope_node, &["approval", "required"]);
+    if !gate.approvers.is_empty() && gate.required as usize > distinct.len() {
         c.error(
             file,
-            span_at(scope_node, &["approval", "required"]),
+            span,
             format!(
-                "`{scope}` requires {} approvals but lists {} approvers",
+                "`{scope}` requires {} approvals but lists {} distinct approver{}",
                 gate.required,
-                gate.approvers.len()
+                distinct.len(),
+                if distinct.len() == 1 { "" } else { "s" }
             ),
-            "lower `required` or add approvers",
+            "no plan could ever be approved: lower `required` or add approvers",
+        );
+    } else if gate.required > MAX_REQUIRED_APPROVALS {
+        c.error(
+            file,
+            span,
+            format!(
+                "`{scope}` requires {} approvals, more than {MAX_REQUIRED_APPROVALS}",
+                gate.required
+            ),
+            format!("each approval is one person, so no plan would ever be approved: require at most {MAX_REQUIRED_APPROVALS} (and list the approvers)"),
         );
     }
 }

@@ -215,3 +215,12 @@ fn values_within_the_limits_are_accepted() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("valid"), "{stdout}");
 }
+
+/// Positive control for impossible gates: gates that a plan can pass are accepted.
+#[test]
+fn gates_that_can_be_passed_are_accepted() {
+    let config = b"gitlab:\n  url: http://gitlab.example\n  approval: {required: 100}\nenvironments:\n  production:\n    approval: {required: 2, approvers: [alice, Bob]}\n";
+    let dir = temp_state(&[("reconcile.yaml", config), ("users.yaml", USERS)]);
+    let (code, _, stderr) = validate_dir(dir.path());
+    assert_eq!(code, Some(0), "{stderr}");
+}
