@@ -152,7 +152,10 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
     let mut sources = SourceMap::default();
     let mut diags = Vec::new();
     let files = match discover(dir) {
-        Ok(files) => files,
+        Ok((files, refused)) => {
+            diags.extend(refused);
+            files
+        }
         Err(d) => {
             return Err(SpecErrors {
                 sources,
@@ -162,7 +165,11 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
         }
     };
     let config_path = dir.join(CONFIG_FILE);
-    if !files.contains(&config_path) {
+    let config_refused = diags.iter().any(|d| {
+        d.message
+            .starts_with(&format!("`{}`", config_path.display()))
+    });
+    if !files.contains(&config_path) && !config_refused {
         diags.push(
             Diagnostic::global(format!("no {CONFIG_FILE} in `{}`", dir.display())).help(format!(
                 "create `{}` with at least `gitlab: {{url: ...}}` (see README.md)",
@@ -459,8 +466,11 @@ fn declared<T>(items: Vec<Item<'_, T>>) -> Vec<Declared<T>> {
         .collect()
 }
 
-/// Every `*.yaml` / `*.yml` under `dir`, sorted, hidden entries skipped.
-fn discover(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+/// Every `*.yaml` / `*.yml` under `dir`, sorted, hidden entries skipped, with the symlinks that
+/// were refused. Symlinks are followed when their target is inside `dir` (a file reached by two
+/// paths is read once, as `reconcile.yaml` when one of them is that); a symlink that leads
+/// outside `dir`, to nothing, or back to an ancestor (a loop) is refused.
+fn discover(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Diagnostic>), Diagnostic> {
     if !dir.is_dir() {
         return Err(Diagnostic::global(format!(
             "desired-state directory `{}` does not exist",
@@ -468,22 +478,99 @@ fn discover(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
         ))
         .help("run from the repository root or pass `--dir DIR`"));
     }
-    let mut files = Vec::new();
+    let root = dir
+        .canonicalize()
+        .map_err(|e| Diagnostic::global(format!("cannot read `{}`: {e}", dir.display())))?;
+    let outside = |path: &Path| {
+        Diagnostic::global(format!(
+            "`{}` is a symlink to a place outside the desired-state directory; it was not read",
+            path.display()
+        ))
+        .help(format!(
+            "copy the file into `{}` (symlinks are followed only when they stay inside it)",
+            dir.display()
+        ))
+    };
+    let refused = std::cell::RefCell::new(Vec::new());
     let walker = walkdir::WalkDir::new(dir)
+        .follow_links(true)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+        .filter_entry(|e| {
+            if e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.') {
+                return false;
+            }
+            // Never walk into a directory outside `dir` through a symlink.
+            if e.depth() > 0 && e.path_is_symlink() && e.file_type().is_dir() {
+                let inside = e.path().canonicalize().is_ok_and(|c| c.starts_with(&root));
+                if !inside {
+                    refused.borrow_mut().push(outside(e.path()));
+                    return false;
+                }
+            }
+            true
+        });
+    // (path as found, canonical path)
+    let mut found: Vec<(PathBuf, PathBuf)> = Vec::new();
+    // The same bad symlink reached through a symlinked directory is reported once.
+    let mut reported = std::collections::HashSet::new();
+    let link_id = |path: &Path| -> PathBuf {
+        let parent = path.parent().and_then(|p| p.canonicalize().ok());
+        parent
+            .unwrap_or_default()
+            .join(path.file_name().unwrap_or_default())
+    };
     for entry in walker {
-        let entry = entry
-            .map_err(|e| Diagnostic::global(format!("cannot read `{}`: {e}", dir.display())))?;
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                let path = e.path().unwrap_or(dir).to_path_buf();
+                if !reported.insert(link_id(&path)) {
+                    continue;
+                }
+                let d = if let Some(ancestor) = e.loop_ancestor() {
+                    Diagnostic::global(format!(
+                        "`{}` is a symlink back to `{}` (a loop); it was not followed",
+                        path.display(),
+                        ancestor.display()
+                    ))
+                    .help("remove the symlink: every spec file is found from the desired-state directory down")
+                } else if e
+                    .io_error()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+                {
+                    Diagnostic::global(format!(
+                        "`{}` is a symlink to nothing (its target does not exist)",
+                        path.display()
+                    ))
+                    .help("remove the symlink or restore its target")
+                } else {
+                    Diagnostic::global(format!("cannot read `{}`: {e}", path.display()))
+                        .help("check the permissions of the desired-state directory")
+                };
+                refused.borrow_mut().push(d);
+                continue;
+            }
+        };
         let is_yaml = entry
             .path()
             .extension()
             .is_some_and(|x| x == "yaml" || x == "yml");
-        if entry.file_type().is_file() && is_yaml {
-            files.push(entry.into_path());
+        if !(entry.file_type().is_file() && is_yaml) {
+            continue;
         }
-        if files.len() > MAX_FILES {
+        match entry.path().canonicalize() {
+            Ok(c) if c.starts_with(&root) => found.push((entry.into_path(), c)),
+            Ok(_) if reported.insert(link_id(entry.path())) => {
+                refused.borrow_mut().push(outside(entry.path()))
+            }
+            Ok(_) => {}
+            Err(e) => refused.borrow_mut().push(Diagnostic::global(format!(
+                "cannot read `{}`: {e}",
+                entry.path().display()
+            ))),
+        }
+        if found.len() > MAX_FILES {
             return Err(Diagnostic::global(format!(
                 "`{}` holds more than {MAX_FILES} YAML files",
                 dir.display()
@@ -491,7 +578,23 @@ fn discover(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
             .help("point `--dir` at the desired-state directory itself"));
         }
     }
-    Ok(files)
+    // A file reached by two paths is read once: as the settings file if one path is that,
+    // else by the first path in walking order.
+    let config = dir.join(CONFIG_FILE);
+    let config_target = found
+        .iter()
+        .find(|(p, _)| *p == config)
+        .map(|(_, c)| c.clone());
+    let mut seen = std::collections::HashSet::new();
+    let files = found
+        .into_iter()
+        .filter(|(p, c)| {
+            let is_config_target = config_target.as_ref() == Some(c);
+            (!is_config_target || *p == config) && seen.insert(c.clone())
+        })
+        .map(|(p, _)| p)
+        .collect();
+    Ok((files, refused.into_inner()))
 }
 
 /// The JSON Schemas of the spec files, as `(file name, pretty JSON)`.

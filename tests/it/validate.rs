@@ -224,3 +224,76 @@ fn gates_that_can_be_passed_are_accepted() {
     let (code, _, stderr) = validate_dir(dir.path());
     assert_eq!(code, Some(0), "{stderr}");
 }
+
+/// Symlinks that stay inside the desired-state directory are followed (a file reached twice is
+/// read once); others are refused with a message naming them. Before, every symlink was
+/// silently skipped: `no reconcile.yaml`, or `member dev1 … is not a declared user`.
+#[cfg(unix)]
+#[test]
+fn symlinks_inside_are_followed_others_refused() {
+    use std::os::unix::fs::symlink;
+    let project = b"projects:\n  - namespace: root\n    path: app\n    members:\n      items:\n        - {user: dev1, access: developer}\n";
+    let dir = temp_state(&[
+        ("configs/main.yaml", CONFIG),
+        ("team/people.yaml", USERS),
+        ("projects.yaml", project),
+    ]);
+    symlink("configs/main.yaml", dir.path().join("reconcile.yaml")).unwrap();
+    symlink("team/people.yaml", dir.path().join("users.yaml")).unwrap();
+    symlink("team", dir.path().join("staff")).unwrap();
+    let (code, stdout, stderr) = validate_dir(dir.path());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("(3 resources"), "{stdout}");
+
+    let outside = temp_state(&[("users.yaml", USERS), ("more/x.yaml", USERS)]);
+    symlink(
+        outside.path().join("users.yaml"),
+        dir.path().join("other.yaml"),
+    )
+    .unwrap();
+    symlink(outside.path().join("more"), dir.path().join("more")).unwrap();
+    symlink("missing.yaml", dir.path().join("dangling.yaml")).unwrap();
+    symlink(".", dir.path().join("team/loop")).unwrap();
+    let (code, _, stderr) = validate_dir(dir.path());
+    assert_eq!(code, Some(1), "{stderr}");
+    for (name, why) in [
+        (
+            "other.yaml",
+            "is a symlink to a place outside the desired-state directory",
+        ),
+        (
+            "more",
+            "is a symlink to a place outside the desired-state directory",
+        ),
+        ("dangling.yaml", "is a symlink to nothing"),
+    ] {
+        let shown = format!("{}/{name}` {why}", dir.path().display());
+        assert!(stderr.contains(&shown), "{shown}\n{stderr}");
+    }
+    // The loop is reached through `staff` (a symlink to `team`) first, and reported once.
+    assert_eq!(
+        stderr.matches("/loop` is a symlink back to").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.contains("duplicate"), "{stderr}");
+    assert!(
+        stderr.ends_with("error: 4 errors in 0 files; nothing was contacted or changed\n"),
+        "{stderr}"
+    );
+
+    // A settings file outside the directory is refused, without a second `no reconcile.yaml`.
+    let dir = temp_state(&[("users.yaml", USERS)]);
+    symlink(
+        outside.path().join("users.yaml"),
+        dir.path().join("reconcile.yaml"),
+    )
+    .unwrap();
+    let (code, _, stderr) = validate_dir(dir.path());
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("reconcile.yaml` is a symlink to a place outside"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("no reconcile.yaml"), "{stderr}");
+}
