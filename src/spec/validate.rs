@@ -239,7 +239,8 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
         );
         secrets.insert(&s.spec.name, ());
     }
-    let secret_names: Vec<&str> = secrets.keys().copied().collect();
+    let mut secret_names: Vec<&str> = secrets.keys().copied().collect();
+    secret_names.sort_unstable();
     let check_secret_ref = |c: &mut Checker<'_>,
                             file: FileId,
                             node: &Node,
@@ -306,7 +307,8 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
         );
         usernames.entry(name.to_lowercase()).or_insert(name);
     }
-    let declared_users: Vec<&str> = usernames.values().copied().collect();
+    let mut declared_users: Vec<&str> = usernames.values().copied().collect();
+    declared_users.sort_unstable();
 
     // Projects and their collections.
     for p in &raw.projects {
