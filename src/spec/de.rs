@@ -439,7 +439,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
                             .push(unknown_field(key, fields).located(entry.0.span)),
                         None => self.sink.errors.borrow_mut().push(DeError {
                             message: "a key must be a plain name".into(),
-                            help: None,
+                            help: Some("write a name before the colon, not a list or a mapping (check for a stray `?`, `[` or `{`)".into()),
                             span: Some(entry.0.span),
                             sensitive: false,
                         }),

@@ -165,6 +165,12 @@ pub fn escaped(c: char) -> String {
 /// A message as shown: every value quoted in it (between backticks) bounded to a prefix and its
 /// length, unprintable characters escaped.
 pub fn bounded(message: &str) -> String {
+    bounded_hiding(message, &[])
+}
+
+/// [`bounded`], with any quoted value that is part of one of `secrets` (text of the file that
+/// the diagnostic points into and that is masked there) masked too.
+fn bounded_hiding(message: &str, secrets: &[&str]) -> String {
     let mut out = String::with_capacity(message.len().min(4 * TEXT_MAX));
     // The length of a shortened quote, written after its closing backtick.
     let mut pending: Option<String> = None;
@@ -174,6 +180,15 @@ pub fn bounded(message: &str) -> String {
             out.extend(pending.take());
         }
         let quoted = i % 2 == 1;
+        let secret =
+            quoted && !part.trim().is_empty() && secrets.iter().any(|s| s.contains(part.trim()));
+        let part = if secret {
+            super::redact::MASK.into()
+        } else if quoted {
+            super::redact::mask_inline(part)
+        } else {
+            part.into()
+        };
         let (max, keep) = if quoted {
             (QUOTE_MAX, QUOTE_PREFIX)
         } else {
@@ -231,7 +246,20 @@ pub fn render(
     }
     let config = term::Config::default();
     for d in diagnostics {
-        let mut report = Report::error().with_message(bounded(&d.message));
+        // Text of the file that the diagnostic points into and that is masked there (a value
+        // that became a key through a mistake is quoted as a key).
+        let secrets: Vec<&str> = d
+            .origin
+            .iter()
+            .flat_map(|o| {
+                let file = sources.get(o.file);
+                let shown = &files.shown[files.views[view_of[&o.file]].0].1;
+                shown
+                    .masked_at(o.span.start, o.span.end)
+                    .map(move |r| &file.text[r])
+            })
+            .collect();
+        let mut report = Report::error().with_message(bounded_hiding(&d.message, &secrets));
         let mut notes = Vec::new();
         let shown_span = |files: &ShownFiles<'_>, o: &Origin| {
             let view = view_of[&o.file];
@@ -257,7 +285,11 @@ pub fn render(
             }
             None => {}
         }
-        notes.extend(d.help.iter().map(|h| format!("help: {}", bounded(h))));
+        notes.extend(
+            d.help
+                .iter()
+                .map(|h| format!("help: {}", bounded_hiding(h, &secrets))),
+        );
         report = report.with_notes(notes);
         term::emit(out, &config, &files, &report).map_err(std::io::Error::other)?;
     }
@@ -305,6 +337,19 @@ mod tests {
         );
         assert_eq!(bounded("branch `a\u{7}b`"), "branch `a\\u{7}b`");
         assert_eq!(bounded("short `value` stays"), "short `value` stays");
+        // A value that became a key is quoted as one: what looks secret in it is masked.
+        assert_eq!(
+            bounded("unknown field `-----BEGIN RSA PRIVATE KEY-----\nMIIE`"),
+            "unknown field `***`"
+        );
+        assert_eq!(
+            bounded("unknown field `password: hunter2`"),
+            "unknown field `password: ***`"
+        );
+        assert_eq!(
+            bounded("unknown field `passwords`"),
+            "unknown field `passwords`"
+        );
         // A backtick inside a value cannot let the rest of it through unbounded.
         let shown = bounded(&format!("name `a`{long}`"));
         assert!(shown.len() < 2_000, "{}", shown.len());

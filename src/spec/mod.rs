@@ -8,6 +8,8 @@ pub mod config;
 mod de;
 pub mod diagnostic;
 pub mod ecs_service;
+#[cfg(test)]
+mod fuzz;
 pub mod member;
 mod parse;
 pub mod project;

@@ -50,6 +50,26 @@ pub fn is_sensitive_key(key: &str) -> bool {
     WORDS.iter().any(|w| lower.contains(w))
 }
 
+/// A piece of text quoted in a message (a key, a name) with what looks like a secret masked:
+/// a private key, or what follows a sensitive key (`password: x`, `token=x`). A structure
+/// mistake can turn a value into a key, and messages quote keys.
+pub fn mask_inline(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains("PRIVATE KEY") {
+        return MASK.into();
+    }
+    for (sep, c) in s.char_indices().filter(|(_, c)| *c == ':' || *c == '=') {
+        if let Some((key, _)) = key_before(s, sep)
+            && is_sensitive_key(key)
+            // References by name (`from: {secret: NAME}`) and policy names are not secrets.
+            && !matches!(key, "secret" | "secrets" | "secret_variables_masked")
+            && !s[sep + c.len_utf8()..].trim().is_empty()
+        {
+            return format!("{}{c} {MASK}", &s[..sep]).into();
+        }
+    }
+    s.into()
+}
+
 /// One replaced range: `orig` in the file's text, `shown` in the shown text.
 #[derive(Clone, Debug)]
 struct Edit {
@@ -62,6 +82,8 @@ struct Edit {
 pub struct Shown {
     pub text: String,
     edits: Vec<Edit>,
+    /// The masked ranges of the file (sorted, disjoint).
+    secret: Vec<Range<usize>>,
 }
 
 impl Shown {
@@ -70,6 +92,7 @@ impl Shown {
     pub fn new(file: &SourceFile, keep: &[usize]) -> Self {
         let text = file.text.as_str();
         let secret = merge(sensitive_ranges(file));
+        let secret_ranges = secret.clone();
         let mut edits: Vec<(Range<usize>, String)> = Vec::new();
         for r in &secret {
             // Keep the line breaks (line numbers must not change) and each line's indentation.
@@ -126,7 +149,19 @@ impl Shown {
         Shown {
             text: shown,
             edits: done,
+            secret: secret_ranges,
         }
+    }
+
+    /// The masked ranges of the file that a span starting at `start` and ending at `end`
+    /// points into (a message about such a span must not quote their text).
+    pub fn masked_at(&self, start: usize, end: usize) -> impl Iterator<Item = Range<usize>> + '_ {
+        let first = self.secret.partition_point(|r| r.end <= start);
+        self.secret[first..]
+            .iter()
+            .take_while(move |r| r.start <= end.max(start))
+            .filter(move |r| r.start < end.max(start + 1))
+            .cloned()
     }
 
     /// Shift of offsets after the first `n` edits.
@@ -252,8 +287,11 @@ pub fn sensitive_ranges(file: &SourceFile) -> Vec<Range<usize>> {
         .iter()
         .any(|i| matches!(i, ParseIssue::Syntax { .. } | ParseIssue::Limit { .. }));
     if broken {
-        scan_lines(text, &lines, false, &mut out);
+        scan_lines(text, &lines, &Scan::Unparsed, &mut out);
     } else {
+        // Where the tree has a key, the tree decides; elsewhere (inside a scalar's text, in a
+        // comment) the line scan does.
+        let mut keys = std::collections::HashSet::new();
         let mut stack: Vec<&Node> = docs.iter().collect();
         while let Some(node) = stack.pop() {
             match &node.kind {
@@ -261,6 +299,8 @@ pub fn sensitive_ranges(file: &SourceFile) -> Vec<Range<usize>> {
                 NodeKind::Seq(items) => stack.extend(items),
                 NodeKind::Map(entries) => {
                     for (k, v) in entries {
+                        keys.insert(k.span.start);
+                        stack.push(k);
                         if sensitive_entry(node, k, v) {
                             let value = after_key(text, &lines, k.span.start, k.span.end, k.flow);
                             // Scalars copied in by an alias live elsewhere in the file.
@@ -294,7 +334,12 @@ pub fn sensitive_ranges(file: &SourceFile) -> Vec<Range<usize>> {
                 out.push(after_key(text, &lines, span.start, span.end, flow));
             }
         }
-        scan_lines(text, &lines, true, &mut out);
+        for issue in &issues {
+            if let ParseIssue::DuplicateKey { span, .. } = issue {
+                keys.insert(span.start);
+            }
+        }
+        scan_lines(text, &lines, &Scan::Parsed { keys }, &mut out);
     }
     private_keys(text, &lines, &mut out);
     out
@@ -620,9 +665,20 @@ impl Iterator for Tokens<'_> {
     }
 }
 
-/// Scans every line for `key: value` of sensitive keys (and, when `comments_only` is false,
-/// every `value:`), as a fallback for text that does not parse, or in comments.
-fn scan_lines(text: &str, lines: &Lines<'_>, comments_only: bool, out: &mut Vec<Range<usize>>) {
+/// How [`scan_lines`] decides.
+enum Scan {
+    /// The file does not parse: every sensitive key, and every `value:`.
+    Unparsed,
+    /// The file parses: only keys the tree does not have (at these offsets), i.e. text inside
+    /// scalars and comments; `value:` when its line also says `masked: true`, `hidden: true` or
+    /// has a secret-looking `key:`.
+    Parsed {
+        keys: std::collections::HashSet<usize>,
+    },
+}
+
+/// Scans every line for `key: value` of sensitive keys (see [`Scan`]).
+fn scan_lines(text: &str, lines: &Lines<'_>, scan: &Scan, out: &mut Vec<Range<usize>>) {
     let mut depth = 0usize;
     for i in 0..lines.starts.len() {
         let Some((line_start, line)) = lines.line(i) else {
@@ -640,11 +696,7 @@ fn scan_lines(text: &str, lines: &Lines<'_>, comments_only: bool, out: &mut Vec<
             }
             at = token_end(line, at, &token);
         }
-        let from = if comments_only { comment } else { 0 };
         for (c, _) in line.match_indices(':') {
-            if c < from {
-                continue;
-            }
             let after = line[c + 1..].chars().next();
             if !after.is_none_or(|ch| ch.is_whitespace() || ",]}".contains(ch)) {
                 continue;
@@ -652,12 +704,22 @@ fn scan_lines(text: &str, lines: &Lines<'_>, comments_only: bool, out: &mut Vec<
             let Some((key, key_start)) = key_before(line, c) else {
                 continue;
             };
-            let sensitive = (!comments_only && key == "value")
-                || (is_sensitive_key(key) && key != "secret_variables_masked");
+            let abs_key = line_start + key_start;
+            let sensitive = match scan {
+                Scan::Unparsed => {
+                    key == "value" || (is_sensitive_key(key) && key != "secret_variables_masked")
+                }
+                Scan::Parsed { keys } => {
+                    let tree_key =
+                        keys.contains(&abs_key) || (abs_key > 0 && keys.contains(&(abs_key - 1)));
+                    !tree_key
+                        && ((key == "value" && secret_variable_line(line))
+                            || (is_sensitive_key(key) && key != "secret_variables_masked"))
+                }
+            };
             if !sensitive {
                 continue;
             }
-            let abs_key = line_start + key_start;
             let value = if c >= comment {
                 line_start + c + 1..line_start + line.len()
             } else {
@@ -679,6 +741,19 @@ fn scan_lines(text: &str, lines: &Lines<'_>, comments_only: bool, out: &mut Vec<
             out.push(value);
         }
     }
+}
+
+/// Whether a line looks like it holds a masked, hidden or secret-looking variable.
+fn secret_variable_line(line: &str) -> bool {
+    line.contains("masked: true")
+        || line.contains("hidden: true")
+        || line.match_indices("key:").any(|(k, _)| {
+            line[k + 4..]
+                .trim_start()
+                .split(|c: char| c.is_whitespace() || ",}]".contains(c))
+                .next()
+                .is_some_and(is_sensitive_key)
+        })
 }
 
 /// The key ending at byte `colon` of `line`: a quoted key, or the run of name characters.
@@ -797,6 +872,14 @@ mod tests {
         assert!(!out.contains("S3cr3t"), "{out}");
         assert_eq!(out.lines().count(), text.lines().count());
         assert!(out.contains("key: K, masked: true, value: ***"), "{out}");
+    }
+
+    #[test]
+    fn sensitive_pairs_inside_scalar_text_are_masked() {
+        let text = "description: |\n  old setup: password: S3cr3t-1\n  - {key: K, masked: true, value: S3cr3t-2}\nname: \"token: S3cr3t-3\"\n";
+        let out = shown(text);
+        assert!(!out.contains("S3cr3t"), "{out}");
+        assert!(out.contains("description: |"), "{out}");
     }
 
     #[test]
