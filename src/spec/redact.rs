@@ -92,7 +92,6 @@ impl Shown {
     pub fn new(file: &SourceFile, keep: &[usize]) -> Self {
         let text = file.text.as_str();
         let secret = merge(sensitive_ranges(file));
-        let secret_ranges = secret.clone();
         let mut edits: Vec<(Range<usize>, String)> = Vec::new();
         for r in &secret {
             // Keep the line breaks (line numbers must not change) and each line's indentation.
@@ -149,7 +148,7 @@ impl Shown {
         Shown {
             text: shown,
             edits: done,
-            secret: secret_ranges,
+            secret,
         }
     }
 
@@ -608,7 +607,7 @@ fn closing_bracket(s: &str) -> Option<usize> {
             Token::Comment(_) => return None,
             _ => {}
         }
-        at = token_end(s, at, &token);
+        at = token_end(at, &token);
     }
     None
 }
@@ -626,7 +625,7 @@ enum Token {
     Comment(usize),
 }
 
-fn token_end(_s: &str, at: usize, token: &Token) -> usize {
+fn token_end(at: usize, token: &Token) -> usize {
     match token {
         Token::Open | Token::Close => at + 1,
         Token::Quoted(n) | Token::Other(n) | Token::Comment(n) => at + n,
@@ -660,7 +659,7 @@ impl Iterator for Tokens<'_> {
             }
             _ => Token::Other(ch.len_utf8()),
         };
-        self.at = token_end(self.s, self.at, &token);
+        self.at = token_end(self.at, &token);
         Some(token)
     }
 }
@@ -694,7 +693,7 @@ fn scan_lines(text: &str, lines: &Lines<'_>, scan: &Scan, out: &mut Vec<Range<us
                 Token::Comment(_) => comment = at,
                 _ => {}
             }
-            at = token_end(line, at, &token);
+            at = token_end(at, &token);
         }
         for (c, _) in line.match_indices(':') {
             let after = line[c + 1..].chars().next();
