@@ -40,18 +40,20 @@ impl fmt::Display for DeError {
 
 impl std::error::Error for DeError {}
 
-/// The closest candidate to `word`, when it is close enough to be a likely typo.
+/// The closest candidate to `word`, when it is close enough to be a likely typo. Deterministic:
+/// equally close candidates are decided by their name, never by the order they come in (which
+/// may be a hash map's). Long words get no suggestion (they are not typos of a name).
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    if word.chars().count() > 64 {
+        return None;
+    }
+    let word = word.to_lowercase();
     candidates
         .into_iter()
-        .map(|c| {
-            (
-                strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()),
-                c,
-            )
-        })
+        .filter(|c| c.chars().count() <= 64)
+        .map(|c| (strsim::jaro_winkler(&word, &c.to_lowercase()), c))
         .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .max_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(a.1)))
         .map(|(_, c)| c)
 }
 
@@ -168,6 +170,9 @@ fn expected_in_words(exp: &str) -> String {
     }
 }
 
+/// Help for a key that looks like a credential where none is read.
+pub const CREDENTIALS_HELP: &str = "credentials are never read from spec files: GitLab's token comes from GITLAB_TOKEN, secret values from AWS Secrets Manager (`from: {secret: ...}`)";
+
 fn unknown_field(field: &str, expected: &[&str]) -> DeError {
     let lower = field.to_lowercase();
     if ["token", "password", "secret_value", "private_key"]
@@ -176,7 +181,7 @@ fn unknown_field(field: &str, expected: &[&str]) -> DeError {
     {
         return DeError {
             message: format!("unknown field `{field}`"),
-            help: Some("credentials are never read from spec files: GitLab's token comes from GITLAB_TOKEN, secret values from AWS Secrets Manager (`from: {secret: ...}`)".into()),
+            help: Some(CREDENTIALS_HELP.into()),
             span: None,
             sensitive: true,
         };
@@ -434,7 +439,7 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
                             .push(unknown_field(key, fields).located(entry.0.span)),
                         None => self.sink.errors.borrow_mut().push(DeError {
                             message: "a key must be a plain name".into(),
-                            help: None,
+                            help: Some("write a name before the colon, not a list or a mapping (check for a stray `?`, `[` or `{`)".into()),
                             span: Some(entry.0.span),
                             sensitive: false,
                         }),
@@ -577,6 +582,18 @@ mod tests {
         let sink = Sink::default();
         let r = from_node::<Outer>(&docs[0], &sink);
         (r, sink.take(), text.to_owned())
+    }
+
+    #[test]
+    fn suggestions_do_not_depend_on_the_order_of_candidates() {
+        let a = ["dev2", "dev1", "ops"];
+        let b = ["dev1", "ops", "dev2"];
+        assert_eq!(suggest("dev", a), Some("dev1"));
+        assert_eq!(suggest("dev", b), Some("dev1"));
+        assert_eq!(suggest("DEV3", a), Some("dev1"));
+        assert_eq!(suggest("opz", a), Some("ops"));
+        assert_eq!(suggest("zzz", a), None);
+        assert_eq!(suggest(&"d".repeat(1000), a), None);
     }
 
     #[test]

@@ -8,10 +8,13 @@ pub mod config;
 mod de;
 pub mod diagnostic;
 pub mod ecs_service;
+#[cfg(test)]
+mod fuzz;
 pub mod member;
 mod parse;
 pub mod project;
 pub mod protected_branch;
+pub(crate) mod redact;
 pub mod secret;
 pub mod source;
 pub mod task_definition;
@@ -40,6 +43,13 @@ pub use parse::check_syntax as check_yaml_syntax;
 
 /// The settings file at the root of a desired-state directory.
 pub const CONFIG_FILE: &str = "reconcile.yaml";
+
+/// Largest spec file read (a fleet of 10,000 resources is about 1 MiB in all).
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+/// Largest desired state read, all files together.
+pub const MAX_TOTAL_BYTES: u64 = 64 << 20;
+/// Most spec files in a desired state.
+pub const MAX_FILES: usize = 10_000;
 
 /// A resource with the place it was declared.
 #[derive(Clone, Debug)]
@@ -144,7 +154,10 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
     let mut sources = SourceMap::default();
     let mut diags = Vec::new();
     let files = match discover(dir) {
-        Ok(files) => files,
+        Ok((files, refused)) => {
+            diags.extend(refused);
+            files
+        }
         Err(d) => {
             return Err(SpecErrors {
                 sources,
@@ -154,7 +167,11 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
         }
     };
     let config_path = dir.join(CONFIG_FILE);
-    if !files.contains(&config_path) {
+    let config_refused = diags.iter().any(|d| {
+        d.message
+            .starts_with(&format!("`{}`", config_path.display()))
+    });
+    if !files.contains(&config_path) && !config_refused {
         diags.push(
             Diagnostic::global(format!("no {CONFIG_FILE} in `{}`", dir.display())).help(format!(
                 "create `{}` with at least `gitlab: {{url: ...}}` (see README.md)",
@@ -164,9 +181,22 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
     }
 
     let mut documents: Vec<(FileId, bool, Vec<Node>)> = Vec::new();
-    for path in &files {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
+    let mut total: u64 = 0;
+    for (i, path) in files.iter().enumerate() {
+        let bytes = match read_bounded(path, MAX_FILE_BYTES) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                let id = sources.add(path.clone(), String::new());
+                diags.push(
+                    Diagnostic::at(
+                        id,
+                        Span::new(0, 0),
+                        format!("file is larger than {} MiB", MAX_FILE_BYTES >> 20),
+                    )
+                    .help("split it into several files, or look for a value that does not belong in a spec (a spec file is far smaller)"),
+                );
+                continue;
+            }
             Err(e) => {
                 diags.push(Diagnostic::global(format!(
                     "cannot read `{}`: {e}",
@@ -174,6 +204,24 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
                 )));
                 continue;
             }
+        };
+        total += bytes.len() as u64;
+        if total > MAX_TOTAL_BYTES {
+            diags.push(
+                Diagnostic::global(format!(
+                    "the desired state is larger than {} MiB; `{}` and the {} file(s) after it were not read",
+                    MAX_TOTAL_BYTES >> 20,
+                    path.display(),
+                    files.len() - i - 1
+                ))
+                .help("a desired state is far smaller: look for large files that do not belong in it"),
+            );
+            break;
+        }
+        // A UTF-8 byte order mark (some Windows editors write one) is not part of the text.
+        let bytes = match bytes.strip_prefix(b"\xEF\xBB\xBF") {
+            Some(rest) => rest.to_vec(),
+            None => bytes,
         };
         let (text, bad_utf8) = match String::from_utf8(bytes) {
             Ok(t) => (t, None),
@@ -197,13 +245,18 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
         let (nodes, issues) = parse::parse(sources.get(id));
         let syntax_error = issues
             .iter()
-            .any(|i| matches!(i, ParseIssue::Syntax { .. }));
+            .any(|i| matches!(i, ParseIssue::Syntax { .. } | ParseIssue::Limit { .. }));
         for issue in issues {
             diags.push(match issue {
                 ParseIssue::Syntax { span, message } => {
                     Diagnostic::at(id, span, format!("YAML syntax error: {message}"))
                         .help("fix the YAML syntax (indentation, quotes, brackets) at this point")
                 }
+                ParseIssue::Limit {
+                    span,
+                    message,
+                    help,
+                } => Diagnostic::at(id, span, message).help(help),
                 ParseIssue::DuplicateKey { key, span, first } => {
                     Diagnostic::at(id, span, format!("duplicate key `{key}`"))
                         .related(
@@ -229,6 +282,9 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
                 )),
             );
             continue;
+        }
+        for node in &nodes {
+            validate::check_text(id, node, &mut diags);
         }
         documents.push((id, sources.path(id) == config_path, nodes));
     }
@@ -296,6 +352,16 @@ pub fn load(dir: &Path) -> Result<DesiredState, SpecErrors> {
     })
 }
 
+/// The content of `path`, or None when it is larger than `limit` bytes (never reads more).
+fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
 fn from_de(file: FileId, node: &Node, e: de::DeError) -> Diagnostic {
     let mut d = Diagnostic::at(file, e.span.unwrap_or(node.span), e.message);
     d.help = e.help;
@@ -331,8 +397,10 @@ fn decode_resources<'a>(
     for (key, value) in entries {
         let name = key.as_str().unwrap_or_default();
         if !SECTIONS.contains(&name) {
+            let credential = redact::is_sensitive_key(name);
             let help = match suggest(name, SECTIONS.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
+                None if credential => de::CREDENTIALS_HELP.to_string(),
                 None => format!(
                     "expected one of {}",
                     SECTIONS
@@ -347,9 +415,8 @@ fn decode_resources<'a>(
             } else {
                 help
             };
-            diags.push(
-                Diagnostic::at(file, key.span, format!("unknown section `{name}`")).help(hint),
-            );
+            let d = Diagnostic::at(file, key.span, format!("unknown section `{name}`")).help(hint);
+            diags.push(if credential { d.sensitive() } else { d });
             continue;
         }
         if value.is_null() {
@@ -401,8 +468,11 @@ fn declared<T>(items: Vec<Item<'_, T>>) -> Vec<Declared<T>> {
         .collect()
 }
 
-/// Every `*.yaml` / `*.yml` under `dir`, sorted, hidden entries skipped.
-fn discover(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+/// Every `*.yaml` / `*.yml` under `dir`, sorted, hidden entries skipped, with the symlinks that
+/// were refused. Symlinks are followed when their target is inside `dir` (a file reached by two
+/// paths is read once, as `reconcile.yaml` when one of them is that); a symlink that leads
+/// outside `dir`, to nothing, or back to an ancestor (a loop) is refused.
+fn discover(dir: &Path) -> Result<(Vec<PathBuf>, Vec<Diagnostic>), Diagnostic> {
     if !dir.is_dir() {
         return Err(Diagnostic::global(format!(
             "desired-state directory `{}` does not exist",
@@ -410,23 +480,123 @@ fn discover(dir: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
         ))
         .help("run from the repository root or pass `--dir DIR`"));
     }
-    let mut files = Vec::new();
+    let root = dir
+        .canonicalize()
+        .map_err(|e| Diagnostic::global(format!("cannot read `{}`: {e}", dir.display())))?;
+    let outside = |path: &Path| {
+        Diagnostic::global(format!(
+            "`{}` is a symlink to a place outside the desired-state directory; it was not read",
+            path.display()
+        ))
+        .help(format!(
+            "copy the file into `{}` (symlinks are followed only when they stay inside it)",
+            dir.display()
+        ))
+    };
+    let refused = std::cell::RefCell::new(Vec::new());
     let walker = walkdir::WalkDir::new(dir)
+        .follow_links(true)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+        .filter_entry(|e| {
+            if e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.') {
+                return false;
+            }
+            // Never walk into a directory outside `dir` through a symlink.
+            if e.depth() > 0 && e.path_is_symlink() && e.file_type().is_dir() {
+                let inside = e.path().canonicalize().is_ok_and(|c| c.starts_with(&root));
+                if !inside {
+                    refused.borrow_mut().push(outside(e.path()));
+                    return false;
+                }
+            }
+            true
+        });
+    // (path as found, canonical path)
+    let mut found: Vec<(PathBuf, PathBuf)> = Vec::new();
+    // The same bad symlink reached through a symlinked directory is reported once.
+    let mut reported = std::collections::HashSet::new();
+    let link_id = |path: &Path| -> PathBuf {
+        let parent = path.parent().and_then(|p| p.canonicalize().ok());
+        parent
+            .unwrap_or_default()
+            .join(path.file_name().unwrap_or_default())
+    };
     for entry in walker {
-        let entry = entry
-            .map_err(|e| Diagnostic::global(format!("cannot read `{}`: {e}", dir.display())))?;
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                let path = e.path().unwrap_or(dir).to_path_buf();
+                if !reported.insert(link_id(&path)) {
+                    continue;
+                }
+                let d = if let Some(ancestor) = e.loop_ancestor() {
+                    Diagnostic::global(format!(
+                        "`{}` is a symlink back to `{}` (a loop); it was not followed",
+                        path.display(),
+                        ancestor.display()
+                    ))
+                    .help("remove the symlink: every spec file is found from the desired-state directory down")
+                } else if e
+                    .io_error()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+                {
+                    Diagnostic::global(format!(
+                        "`{}` is a symlink to nothing (its target does not exist)",
+                        path.display()
+                    ))
+                    .help("remove the symlink or restore its target")
+                } else {
+                    Diagnostic::global(format!("cannot read `{}`: {e}", path.display()))
+                        .help("check the permissions of the desired-state directory")
+                };
+                refused.borrow_mut().push(d);
+                continue;
+            }
+        };
         let is_yaml = entry
             .path()
             .extension()
             .is_some_and(|x| x == "yaml" || x == "yml");
-        if entry.file_type().is_file() && is_yaml {
-            files.push(entry.into_path());
+        if !(entry.file_type().is_file() && is_yaml) {
+            continue;
+        }
+        match entry.path().canonicalize() {
+            Ok(c) if c.starts_with(&root) => found.push((entry.into_path(), c)),
+            Ok(_) if reported.insert(link_id(entry.path())) => {
+                refused.borrow_mut().push(outside(entry.path()))
+            }
+            Ok(_) => {}
+            Err(e) => refused.borrow_mut().push(Diagnostic::global(format!(
+                "cannot read `{}`: {e}",
+                entry.path().display()
+            ))),
+        }
+        if found.len() > MAX_FILES {
+            return Err(Diagnostic::global(format!(
+                "`{}` holds more than {MAX_FILES} YAML files",
+                dir.display()
+            ))
+            .help("point `--dir` at the desired-state directory itself"));
         }
     }
-    Ok(files)
+    // A file reached by two paths is read once: as the settings file if one path is that,
+    // else by the first path in walking order.
+    let config = dir.join(CONFIG_FILE);
+    let config_target = found
+        .iter()
+        .find(|(p, _)| *p == config)
+        .map(|(_, c)| c.clone());
+    let mut seen = std::collections::HashSet::new();
+    let files = found
+        .into_iter()
+        .filter(|(p, c)| {
+            let is_config_target = config_target.as_ref() == Some(c);
+            (!is_config_target || *p == config) && seen.insert(c.clone())
+        })
+        .map(|(p, _)| p)
+        .collect();
+    Ok((files, refused.into_inner()))
 }
 
 /// The JSON Schemas of the spec files, as `(file name, pretty JSON)`.

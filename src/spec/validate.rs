@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::config::Config;
 use super::diagnostic::Diagnostic;
-use super::parse::Node;
+use super::diagnostic::unprintable;
+use super::parse::{Node, NodeKind};
 use super::protected_branch::BranchAccess;
 use super::source::{FileId, Origin, Span};
 use super::task_definition::NetworkMode;
@@ -15,6 +16,71 @@ use super::variable::{SecretSource, masking_problem};
 use super::{CONFIG_FILE, Item, Raw, suggest};
 use crate::address::Address;
 use crate::spec::ecs_service::LaunchType;
+
+/// Longest scalar (key or value) anywhere in a spec, in bytes: 128 KiB, the most a single
+/// environment variable can hold on Linux (`MAX_ARG_STRLEN`); nothing in a spec is longer.
+pub(super) const MAX_SCALAR_BYTES: usize = 128 << 10;
+
+/// Checks every scalar of a parsed document, whatever its place: its size, and characters that
+/// have no place in a spec (control characters other than tab and line break in values, any
+/// in keys; bidirectional overrides). Never quotes the scalar (it may be a secret).
+pub(super) fn check_text(file: FileId, doc: &Node, diags: &mut Vec<Diagnostic>) {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![(doc, false)];
+    while let Some((node, is_key)) = stack.pop() {
+        match &node.kind {
+            NodeKind::Scalar(s) => {
+                // Nodes copied by an alias are checked once, where they are written.
+                if !seen.insert(node.span) {
+                    continue;
+                }
+                let what = if is_key { "key" } else { "value" };
+                if s.text.len() > MAX_SCALAR_BYTES {
+                    diags.push(
+                        Diagnostic::at(
+                            file,
+                            node.span,
+                            format!(
+                                "{what} longer than {} KiB ({} bytes)",
+                                MAX_SCALAR_BYTES >> 10,
+                                s.text.len()
+                            ),
+                        )
+                        .help("no name or value in a spec is this long: keep large content out of the desired state"),
+                    );
+                }
+                let bad = s
+                    .text
+                    .chars()
+                    .find(|&ch| unprintable(ch) || (is_key && (ch == '\t' || ch == '\n')));
+                if let Some(ch) = bad {
+                    diags.push(
+                        Diagnostic::at(
+                            file,
+                            node.span,
+                            format!(
+                                "{what} contains the control character U+{:04X}",
+                                ch as u32
+                            ),
+                        )
+                        .help(if is_key {
+                            "keys are plain names: remove the character (check for an escape like `\\a` in double quotes)"
+                        } else {
+                            "names and values are printable text (tabs and line breaks are allowed in values): remove the character (check for an escape like `\\a` in double quotes)"
+                        }),
+                    );
+                }
+            }
+            NodeKind::Seq(items) => stack.extend(items.iter().map(|n| (n, false))),
+            NodeKind::Map(entries) => {
+                for (k, v) in entries {
+                    stack.push((k, true));
+                    stack.push((v, false));
+                }
+            }
+        }
+    }
+}
 
 pub(super) struct Checked {
     pub origins: BTreeMap<Address, Origin>,
@@ -87,6 +153,33 @@ impl Checker<'_> {
         self.origins.insert(address, origin);
     }
 
+    /// Reports the string at `path` under `node` when it is longer than `max` characters
+    /// (`whose` names the system that sets the limit).
+    fn limit(
+        &mut self,
+        file: FileId,
+        node: &Node,
+        path: &[&str],
+        value: &str,
+        max: usize,
+        whose: &str,
+    ) {
+        // Longer than any scalar may be: already reported by `check_text`.
+        if value.len() > MAX_SCALAR_BYTES {
+            return;
+        }
+        let n = value.chars().count();
+        if n > max {
+            let field = path.last().copied().unwrap_or("value");
+            self.error(
+                file,
+                span_at(node, path),
+                format!("`{field}` is longer than {max} characters (it has {n})"),
+                format!("{whose} accepts at most {max} characters for `{field}`"),
+            );
+        }
+    }
+
     fn reference(&mut self, address: Address, origin: Origin) {
         self.references.entry(address).or_default().push(origin);
     }
@@ -113,7 +206,6 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
     for s in &raw.secrets {
         let span = span_at(s.node, &["name"]);
         let valid = !s.spec.name.is_empty()
-            && s.spec.name.len() <= 512
             && s.spec
                 .name
                 .chars()
@@ -123,8 +215,19 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
                 s.file,
                 span,
                 format!("invalid secret name `{}`", s.spec.name),
-                "Secrets Manager names use letters, digits and /_+=.@- (at most 512)",
+                "Secrets Manager names use letters, digits and /_+=.@-",
             );
+        }
+        c.limit(
+            s.file,
+            s.node,
+            &["name"],
+            &s.spec.name,
+            512,
+            "Secrets Manager",
+        );
+        if let Some(d) = &s.spec.description {
+            c.limit(s.file, s.node, &["description"], d, 2048, "Secrets Manager");
         }
         c.declare(
             Address::Secret {
@@ -136,7 +239,8 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
         );
         secrets.insert(&s.spec.name, ());
     }
-    let secret_names: Vec<&str> = secrets.keys().copied().collect();
+    let mut secret_names: Vec<&str> = secrets.keys().copied().collect();
+    secret_names.sort_unstable();
     let check_secret_ref = |c: &mut Checker<'_>,
                             file: FileId,
                             node: &Node,
@@ -170,7 +274,6 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
         let span = span_at(u.node, &["username"]);
         let name = &u.spec.username;
         let valid = !name.is_empty()
-            && name.len() <= 255
             && !name.starts_with('-')
             && name
                 .chars()
@@ -183,6 +286,9 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
                 "usernames use letters, digits, `_`, `.` and `-`, and do not start with `-`",
             );
         }
+        c.limit(u.file, u.node, &["username"], name, 255, "GitLab");
+        c.limit(u.file, u.node, &["name"], &u.spec.name, 255, "GitLab");
+        c.limit(u.file, u.node, &["email"], &u.spec.email, 255, "GitLab");
         if !valid_email(&u.spec.email) {
             c.error(
                 u.file,
@@ -201,7 +307,8 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
         );
         usernames.entry(name.to_lowercase()).or_insert(name);
     }
-    let declared_users: Vec<&str> = usernames.values().copied().collect();
+    let mut declared_users: Vec<&str> = usernames.values().copied().collect();
+    declared_users.sort_unstable();
 
     // Projects and their collections.
     for p in &raw.projects {
@@ -219,6 +326,16 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
             if !ok {
                 c.error(p.file, span_at(p.node, &[field]), format!("invalid project {field} `{value}`"), "use letters, digits, `_`, `.` and `-` (a namespace may have `/`-separated parts)");
             }
+        }
+        c.limit(p.file, p.node, &["path"], &spec.path, 255, "GitLab");
+        if let Some(name) = &spec.name {
+            c.limit(p.file, p.node, &["name"], name, 255, "GitLab");
+        }
+        if let Some(d) = &spec.description {
+            c.limit(p.file, p.node, &["description"], d, 2000, "GitLab");
+        }
+        if let Some(b) = &spec.default_branch {
+            c.limit(p.file, p.node, &["default_branch"], b, 255, "GitLab");
         }
         let project = spec.full_path();
         let project_key = project.to_lowercase();
@@ -276,6 +393,7 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
                     "branch names and wildcards (`release/*`) have no whitespace",
                 );
             }
+            c.limit(p.file, node, &["name"], &b.name, 255, "GitLab");
             if b.unprotect == Some(BranchAccess::NoAccess) {
                 c.error(
                     p.file,
@@ -302,7 +420,6 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
                 span: node.span,
             };
             let key_ok = !v.key.is_empty()
-                && v.key.len() <= 255
                 && v.key
                     .chars()
                     .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
@@ -311,8 +428,20 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
                     p.file,
                     span_at(node, &["key"]),
                     format!("invalid variable key `{}`", v.key),
-                    "keys use letters, digits and `_` only (at most 255)",
+                    "keys use letters, digits and `_` only",
                 );
+            }
+            c.limit(p.file, node, &["key"], &v.key, 255, "GitLab");
+            c.limit(
+                p.file,
+                node,
+                &["environment_scope"],
+                &v.environment_scope,
+                255,
+                "GitLab",
+            );
+            if let Some(d) = &v.description {
+                c.limit(p.file, node, &["description"], d, 255, "GitLab");
             }
             if v.environment_scope.trim().is_empty() {
                 c.error(
@@ -393,6 +522,11 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
                 help,
             );
         }
+        c.limit(s.file, s.node, &["name"], &spec.name, 255, "ECS");
+        c.limit(s.file, s.node, &["cluster"], &spec.cluster, 255, "ECS");
+        if let Some(n) = &spec.service_name {
+            c.limit(s.file, s.node, &["service_name"], n, 255, "ECS");
+        }
         let name_span = span_at(s.node, &["name"]);
         c.declare(
             Address::Service {
@@ -444,6 +578,7 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
         let td = &spec.task_definition;
         let td_node = s.node.get("task_definition").unwrap_or(s.node);
         let family_key = (env.clone(), td.family.clone());
+        c.limit(s.file, td_node, &["family"], &td.family, 255, "ECS");
         let family_span = span_at(td_node, &["family"]);
         match families.get(&family_key) {
             Some(first) => c.diags.push(
@@ -562,6 +697,7 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
                 .and_then(|n| n.items().get(i))
                 .unwrap_or(td_node);
             let name_span = span_at(node, &["name"]);
+            c.limit(s.file, node, &["name"], &ct.name, 255, "ECS");
             if let Some(first) = container_names.insert(&ct.name, name_span) {
                 c.diags.push(
                     Diagnostic::at(
@@ -581,6 +717,17 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
             }
             let image_node = node.get("image").unwrap_or(node);
             let image = &ct.image;
+            c.limit(
+                s.file,
+                image_node,
+                &["repository"],
+                &image.repository,
+                256,
+                "ECR",
+            );
+            if let Some(tag) = &image.tag {
+                c.limit(s.file, image_node, &["tag"], tag, 128, "ECR");
+            }
             match (&image.tag, &image.digest) {
                 (Some(_), Some(_)) => c.error(
                     s.file,
@@ -811,6 +958,11 @@ fn check_promotion_cycles(c: &mut Checker<'_>, file: FileId, envs_node: &Node, c
     }
 }
 
+/// Most approvals a gate may require: each approval is one person.
+const MAX_REQUIRED_APPROVALS: u32 = 100;
+
+/// A gate that no plan could ever pass is refused: more approvals than distinct approvers
+/// (compared case-insensitively, as approvals are), or more than any team gives.
 fn check_gate(
     c: &mut Checker<'_>,
     file: FileId,
@@ -818,16 +970,52 @@ fn check_gate(
     gate: &super::config::Gate,
     scope: &str,
 ) {
-    if !gate.approvers.is_empty() && gate.required as usize > gate.approvers.len() {
+    let approvers_node = scope_node.get("approval").and_then(|a| a.get("approvers"));
+    let mut distinct: HashMap<String, usize> = HashMap::new();
+    for (i, a) in gate.approvers.iter().enumerate() {
+        if let Some(first) = distinct.insert(a.to_lowercase(), i) {
+            distinct.insert(a.to_lowercase(), first);
+            let span = |k: usize| {
+                approvers_node
+                    .and_then(|n| n.items().get(k))
+                    .map(|n| n.span)
+                    .unwrap_or(scope_node.span)
+            };
+            c.diags.push(
+                Diagnostic::at(file, span(i), format!("approver `{a}` is listed twice"))
+                    .related(
+                        Origin {
+                            file,
+                            span: span(first),
+                        },
+                        "first listed here",
+                    )
+                    .help("an approval counts once per person (usernames compare case-insensitively): remove one"),
+            );
+        }
+    }
+    let span = span_at(scope_node, &["approval", "required"]);
+    if !gate.approvers.is_empty() && gate.required as usize > distinct.len() {
         c.error(
             file,
-            span_at(scope_node, &["approval", "required"]),
+            span,
             format!(
-                "`{scope}` requires {} approvals but lists {} approvers",
+                "`{scope}` requires {} approvals but lists {} distinct approver{}",
                 gate.required,
-                gate.approvers.len()
+                distinct.len(),
+                if distinct.len() == 1 { "" } else { "s" }
             ),
-            "lower `required` or add approvers",
+            "no plan could ever be approved: lower `required` or add approvers",
+        );
+    } else if gate.required > MAX_REQUIRED_APPROVALS {
+        c.error(
+            file,
+            span,
+            format!(
+                "`{scope}` requires {} approvals, more than {MAX_REQUIRED_APPROVALS}",
+                gate.required
+            ),
+            format!("each approval is one person, so no plan would ever be approved: require at most {MAX_REQUIRED_APPROVALS} (and list the approvers)"),
         );
     }
 }
