@@ -5,17 +5,27 @@
                                   variable missing, inventory-app on an older image in staging and
                                   production; the secret values go to VALUES (0600, one a line) for
                                   the demo's leak check
+    demo_seed.py people DIR OUT   the people reconcile.yaml in DIR names as approvers (root exists;
+                                  the others are created) and an administrator bot that plans and
+                                  applies (reconcile-bot), none of them managed by the desired
+                                  state: personal access tokens (OUT/NAME.token, 0600; the bot's
+                                  OUT/reconcile-bot.token and OUT/reconcile-bot.daemon.token), and
+                                  the SSH public keys OUT/NAME.pub registered in their profiles
+    demo_seed.py forge PLAN USER  a hand-written approvals file for PLAN naming USER (no proof)
     demo_seed.py drift            more drift, behind reconcile's back (for the daemon to correct)
     demo_seed.py show | check     the objects `drift` touches, as they are now | exit 1 if drifted
     demo_seed.py images           the image inventory-app runs in staging and production
     demo_seed.py webhook PORTFILE a Slack-style webhook receiver on 127.0.0.1 (port written to
                                   PORTFILE); prints the `text` of each message received
 
-GITLAB_URL/GITLAB_TOKEN and AWS_ENDPOINT_URL (plus the usual AWS_* variables) must point at the
-loopback emulator and moto: anything else is refused. Secret values are random, written to
-Secrets Manager and GitLab only, and never printed.
+GITLAB_URL and AWS_ENDPOINT_URL (plus the usual AWS_* variables) must point at the loopback
+emulator and moto: anything else is refused. GitLab is driven with SEED_GITLAB_TOKEN (root's
+admin token, what the playbooks used; else GITLAB_TOKEN). Secret values and tokens are random,
+written to Secrets Manager, GitLab and the 0600 files named above only, and never printed.
 """
 
+import base64
+import datetime
 import hashlib
 import json
 import os
@@ -35,6 +45,8 @@ MISSING_VARIABLE = ("root/api-gateway", "AWS_DEFAULT_REGION")  # never created
 DRIFT_BRANCH = "root/billing-app"  # `drift`: force push switched on here
 DRIFT_SERVICE = ("cloud-design-cluster-staging", "billing-app-service-staging", 3)  # `drift`: desiredCount
 
+BOT = "reconcile-bot"  # the administrator whose tokens plan and apply (CI) and run the daemon
+
 ACCESS = {"guest": 10, "reporter": 20, "developer": 30, "maintainer": 40, "owner": 50}
 BRANCH_ACCESS = {"no_access": 0, "developer": 30, "maintainer": 40, "admin": 60}
 
@@ -47,7 +59,8 @@ def loopback(name):
 
 
 def gl():
-    client = gitlab.Gitlab(loopback("GITLAB_URL"), private_token=os.environ["GITLAB_TOKEN"])
+    token = os.environ.get("SEED_GITLAB_TOKEN") or os.environ["GITLAB_TOKEN"]
+    client = gitlab.Gitlab(loopback("GITLAB_URL"), private_token=token)
     client.auth()
     return client
 
@@ -250,6 +263,91 @@ def seed_gitlab(spec, values):
         print(f"  project {full}: {members} members, protected main, {variables} variables" + "".join(f"  {n}" for n in notes))
 
 
+def approvers(dir):
+    """Every approver reconcile.yaml names (GitLab usernames), in order of appearance."""
+    config = yaml.safe_load((Path(dir) / "reconcile.yaml").read_text()) or {}
+    gates = [(config.get("gitlab") or {}).get("approval") or {}]
+    gates += [(env or {}).get("approval") or {} for env in (config.get("environments") or {}).values()]
+    return list(dict.fromkeys(name.lower() for gate in gates for name in gate.get("approvers") or []))
+
+
+def fingerprint(public_key):
+    """The SHA256 fingerprint of an OpenSSH public key line, as ssh-keygen -l and GitLab show it."""
+    blob = base64.b64decode(public_key.split()[1])
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def write_secret(path, value):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+
+
+def people(dir, out):
+    """Accounts, tokens and SSH keys of the approvers and the bot (see the module docs)."""
+    g = gl()
+    out = Path(out)
+    managed = {u["username"].lower() for u in load(dir)["users"]}
+    names = approvers(dir)
+    clash = sorted(managed & set(names + [BOT]))
+    if clash:
+        # Creating an account reconcile is to create would make the GitLab plan stale (or
+        # empty); such a person gets their keys once the GitLab scope is applied.
+        sys.exit(
+            f"demo_seed: the desired state manages {', '.join(clash)}: create their tokens and keys after the GitLab scope is applied"
+        )
+
+    def user(username, name, admin=False):
+        found = g.users.list(username=username)
+        if found:
+            return found[0], "existing account"
+        created = g.users.create(
+            {
+                "username": username,
+                "name": name,
+                "email": f"{username}@cloud-design.example",
+                "reset_password": True,
+                "skip_confirmation": True,
+                "admin": admin,
+            }
+        )
+        return created, f"created (id {created.id})"
+
+    def token(u, name, scopes, path):
+        expires = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
+        pat = u.personal_access_tokens.create({"name": name, "scopes": scopes, "expires_at": expires})
+        write_secret(out / path, pat.token)
+        return f"token {name!r} ({','.join(scopes)}) -> {path}"
+
+    for username in names:
+        u, how = user(username, username.replace("-", " ").title())
+        notes = [how]
+        notes.append(token(u, "approvals", ["read_user"], f"{username}.token"))
+        public = out / f"{username}.pub"
+        if public.exists():
+            key = public.read_text().strip()
+            u.keys.create({"title": f"{username} laptop", "key": key})
+            notes.append(f"SSH key {fingerprint(key)} registered")
+        print(f"  {username:<14} " + "; ".join(notes))
+    bot, how = user(BOT, "reconcile bot", admin=True)
+    notes = [f"administrator, {how}"]
+    notes.append(token(bot, "reconcile-ci", ["api"], f"{BOT}.token"))
+    notes.append(token(bot, "reconcile-daemon", ["api"], f"{BOT}.daemon.token"))
+    print(f"  {BOT:<14} " + "; ".join(notes))
+    print(f"  (none of them is in the desired state's users: {', '.join(sorted(managed))})")
+
+
+def forge(plan, username):
+    """An approvals file written by hand: a name, no proof."""
+    sha = json.loads(Path(plan).read_text())["sha256"]
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    approvals = {"approvals": [{"plan_sha256": sha, "by": username, "at": now, "comment": "LGTM"}]}
+    path = f"{plan}.approvals.json"
+    Path(path).write_text(json.dumps(approvals, indent=2) + "\n")
+    print(f"  {path}:")
+    print("    " + json.dumps(approvals, indent=2).replace("\n", "\n    "))
+
+
 def branch(project):
     b = gl().projects.get(project).protectedbranches.get("main")
     return f"gitlab {project} main: allow_force_push={b.allow_force_push}"
@@ -298,6 +396,11 @@ def main():
         seed_gitlab(spec, values)
         print("AWS (boto3 against moto):")
         seed_aws(spec, values)
+    elif cmd == "people" and len(sys.argv) == 4:
+        print("GitLab (python-gitlab, as root):")
+        people(sys.argv[2], sys.argv[3])
+    elif cmd == "forge" and len(sys.argv) == 4:
+        forge(sys.argv[2], sys.argv[3])
     elif cmd == "drift":
         print("  before:", branch(DRIFT_BRANCH))
         print("  before:", service())

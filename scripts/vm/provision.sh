@@ -3,9 +3,14 @@
 # `reconcile daemon` as the systemd service reconcile.service. Runs as root.
 #
 # Idempotent: `vagrant provision` runs it again to upgrade the binary, the unit and the copied
-# desired state. It never overwrites /etc/reconcile/reconcile.env or /etc/reconcile/tokens;
-# the only change it makes to reconcile.env is filling in an empty GITLAB_TOKEN (and the git
-# source lines when RECONCILE_GIT_URL is given).
+# desired state. It never overwrites /etc/reconcile/reconcile.env; the only changes it makes
+# to it are filling in an empty GITLAB_TOKEN (a token of the administrator reconcile-bot, which
+# it creates) and an empty RECONCILE_FINGERPRINT_KEY (random, once), and the git source lines
+# when RECONCILE_GIT_URL is given.
+#
+# Approvers need nothing here: they approve held plans on the daemon's endpoint with their own
+# GitLab token (POST /api/plans/{hash}/approve, Authorization: Bearer <token>), or sign with
+# an SSH key registered in their GitLab profile (reconcile approve --sign).
 #
 # The binary: /vagrant/target/release/reconcile when it exists and runs on this VM (a Linux
 # x86_64 build from the host; `cargo build --release` there first), otherwise it is built
@@ -20,8 +25,9 @@
 #   RECONCILE_BUILD=1       build on the VM even when a prebuilt binary runs
 #   RECONCILE_GIT_URL       desired state from a git remote instead of the copied directory
 #   RECONCILE_GIT_BRANCH    its branch (default main)
-#   RECONCILE_GITLAB_TOKEN  auto (default): create root's admin token for the daemon with
-#                           gitlab-rails runner when reconcile.env has none; skip: don't
+#   RECONCILE_GITLAB_TOKEN  auto (default): create the administrator reconcile-bot and a token
+#                           of it for the daemon with gitlab-rails runner when reconcile.env
+#                           has none; skip: don't
 #   GITLAB_WAIT_SECONDS     how long to wait for GitLab to answer (default 1200)
 set -euo pipefail
 
@@ -29,7 +35,6 @@ repo=${RECONCILE_REPO:-/vagrant}
 external_url=${EXTERNAL_URL:-http://192.168.56.11}
 conf_dir=/etc/reconcile
 env_file=$conf_dir/reconcile.env
-tokens_file=$conf_dir/tokens
 home_dir=/var/lib/reconcile
 spec_dir=$home_dir/desired-state
 state_dir=$home_dir/state
@@ -38,6 +43,9 @@ unit=/etc/systemd/system/reconcile.service
 git_dropin=/etc/systemd/system/reconcile.service.d/git-source.conf
 build_dir=/var/cache/reconcile-build
 rust_dir=/opt/rust
+# The daemon's GitLab user: an administrator of its own, so that the plans it makes are not
+# authored by an approver (self-approval is refused by user id where a gate forbids it).
+bot_user=reconcile-bot
 token_name=reconcile-daemon
 
 log() { printf '\n==> provision: %s\n' "$*" >&2; }
@@ -180,25 +188,10 @@ install_config() {
   fi
   chown root:reconcile "$env_file"
   chmod 0640 "$env_file"
-
-  if [ -e "$tokens_file" ]; then
-    echo "provision: keeping $tokens_file" >&2
-  else
-    log "creating $tokens_file with one approver token for root"
-    local tmp
-    tmp=$(mktemp "$conf_dir/.tokens.XXXXXX")
-    {
-      echo "# Approver API tokens for POST /api/plans/{hash}/approve (Authorization: Bearer TOKEN)."
-      echo "# One approver per line: NAME TOKEN. Names are the approvers of reconcile.yaml."
-      echo "# New token: openssl rand -hex 32. Then: sudo systemctl restart reconcile"
-      printf 'root %s\n' "$(openssl rand -hex 32)"
-    } > "$tmp"
-    chown root:reconcile "$tmp"
-    chmod 0640 "$tmp"
-    mv -f "$tmp" "$tokens_file"
+  if [ -e "$conf_dir/tokens" ]; then
+    warn "$conf_dir/tokens is no longer read (approvers use their own GitLab token): sudo rm $conf_dir/tokens"
   fi
-  chown root:reconcile "$tokens_file"
-  chmod 0640 "$tokens_file"
+  create_fingerprint_key
 
   if [ -n "${RECONCILE_GIT_URL:-}" ]; then
     set_env_value RECONCILE_GIT_URL "$RECONCILE_GIT_URL"
@@ -237,33 +230,68 @@ install_unit() {
   systemctl enable --quiet reconcile.service
 }
 
-# Creates an admin token for root (scope api, expires in 364 days) and writes it into
-# reconcile.env. The value is made here and handed to Rails on stdin: it is never printed
-# and never on a command line. Earlier tokens of the same name are revoked.
+# The reconcile key (RECONCILE_FINGERPRINT_KEY) keys the fingerprints of secret values, the
+# attestations of plan authors and daemon approvals, and the records of approved applies. Made
+# once, at random, when reconcile.env has none; never printed. CI must use the same value.
+create_fingerprint_key() {
+  if [ -n "$(env_value RECONCILE_FINGERPRINT_KEY)" ]; then
+    return
+  fi
+  if [ -n "$(env_value GITLAB_TOKEN)" ]; then
+    # Until now the key was derived from GITLAB_TOKEN: what was attested with it (approvals of
+    # held plans, approved applies in the state directory) no longer verifies.
+    warn "$env_file had no RECONCILE_FINGERPRINT_KEY: generating one; the daemon holds gated changes until a held plan of each scope is approved again"
+  fi
+  set_env_value RECONCILE_FINGERPRINT_KEY "$(openssl rand -hex 32)"
+  echo "provision: wrote a random RECONCILE_FINGERPRINT_KEY into $env_file (give CI the same value)" >&2
+}
+
+# Creates the administrator $bot_user (unless it exists), gives it a token (scope api, expires
+# in 364 days) and writes the token into reconcile.env: the daemon's plans are authored by
+# $bot_user, never by an approver. The token is made here and handed to Rails on stdin: it is
+# never printed and never on a command line. Earlier tokens of the same name are revoked.
 create_gitlab_token() {
   local token out
   token="glpat-$(openssl rand -hex 20)"
-  log "creating a GitLab admin token for the daemon (gitlab-rails runner; about a minute)"
+  log "creating the GitLab administrator $bot_user and its token for the daemon (gitlab-rails runner; about a minute)"
   # shellcheck disable=SC2016 # Ruby code, not shell
   if out=$(printf '%s' "$token" | gitlab-rails runner '
       value = $stdin.read.strip
       abort "empty token" if value.empty?
-      user = User.find_by_username("root") or abort "no root user"
-      user.personal_access_tokens.where(name: "'"$token_name"'", revoked: false).each(&:revoke!)
-      attrs = { name: "'"$token_name"'", scopes: [:api], expires_at: 364.days.from_now.to_date }
-      # Newer GitLab versions tie tokens to an organization; older ones have none.
-      if PersonalAccessToken.new.respond_to?(:organization=) && defined?(Organizations::Organization)
+      root = User.find_by_username("root") or abort "no root user"
+      # Newer GitLab versions tie users and tokens to an organization; older ones have none.
+      org = nil
+      if defined?(Organizations::Organization)
         orgs = Organizations::Organization
         org = orgs.respond_to?(:default_organization) ? orgs.default_organization : orgs.first
-        attrs[:organization] = org if org
       end
-      pat = user.personal_access_tokens.build(attrs)
+      bot = User.find_by_username("'"$bot_user"'")
+      unless bot
+        password = SecureRandom.hex(32)
+        params = {
+          username: "'"$bot_user"'", name: "reconcile bot", email: "'"$bot_user"'@reconcile.invalid",
+          password: password, password_confirmation: password, skip_confirmation: true, admin: true
+        }
+        params[:organization_id] = org.id if org
+        # Users::CreateService returns the user (older GitLab) or a ServiceResponse (newer).
+        result = Users::CreateService.new(root, params).execute
+        bot = result.is_a?(User) ? result : result.payload[:user]
+        unless bot&.persisted?
+          why = result.respond_to?(:message) ? result.message : bot&.errors&.full_messages&.join(", ")
+          abort "cannot create '"$bot_user"': #{why}"
+        end
+      end
+      bot.update!(admin: true) unless bot.admin?
+      bot.personal_access_tokens.where(name: "'"$token_name"'", revoked: false).each(&:revoke!)
+      attrs = { name: "'"$token_name"'", scopes: [:api], expires_at: 364.days.from_now.to_date }
+      attrs[:organization] = org if org && PersonalAccessToken.new.respond_to?(:organization=)
+      pat = bot.personal_access_tokens.build(attrs)
       pat.set_token(value)
       pat.save!
       puts "reconcile-token-created"
     ' 2>&1) && grep -q reconcile-token-created <<<"$out"; then
     set_env_value GITLAB_TOKEN "$token"
-    echo "provision: wrote GITLAB_TOKEN (token \"$token_name\" of root) into $env_file" >&2
+    echo "provision: wrote GITLAB_TOKEN (token \"$token_name\" of the administrator $bot_user) into $env_file" >&2
     return 0
   fi
   warn "could not create a GitLab token automatically:"
@@ -271,15 +299,35 @@ create_gitlab_token() {
   return 1
 }
 
+# Warns when GITLAB_TOKEN belongs to someone else than $bot_user (e.g. root's token from an
+# earlier provisioning): that user would author the daemon's plans. The token goes to curl on
+# stdin (-K -), never on its command line.
+check_token_owner() {
+  local token owner
+  token=$(env_value GITLAB_TOKEN)
+  [ -n "$token" ] || return 0
+  owner=$(printf 'header = "PRIVATE-TOKEN: %s"\n' "$token" |
+    curl -fsS --max-time 10 -K - http://127.0.0.1/api/v4/user 2>/dev/null |
+    sed -n 's/.*"username":"\([^"]*\)".*/\1/p' || true)
+  if [ -z "$owner" ]; then
+    warn "GitLab did not say who owns GITLAB_TOKEN in $env_file (GET /api/v4/user); the daemon's preflight will tell (journalctl -u reconcile)"
+  elif [ "$owner" != "$bot_user" ]; then
+    warn "GITLAB_TOKEN in $env_file belongs to $owner, not $bot_user: the daemon's plans are authored by $owner, whose approvals then do not count where allow_self_approval is false. To switch: empty GITLAB_TOKEN= in $env_file and run vagrant provision again"
+  fi
+}
+
 print_token_help() {
   cat >&2 <<EOF
 
 provision: GITLAB_TOKEN in $env_file is empty, so reconcile.service is enabled but not started.
-  Create an admin token (scope api) for root, e.g.:
-    sudo gitlab-rails runner 'puts User.find_by_username("root").personal_access_tokens.create!(name: "$token_name", scopes: [:api], expires_at: 364.days.from_now).token'
-  (or in the UI: avatar > Edit profile > Access tokens), then put it in the env file and start:
+  Run provisioning again once GitLab is up (vagrant provision), or by hand: create an
+  administrator that approves nothing, e.g. $bot_user (Admin area > Users > New user, access
+  level Administrator), and a personal access token of it with the scope api (signed in as
+  $bot_user: avatar > Edit profile > Access tokens). Then put it in the env file and start:
     sudoedit $env_file        # GITLAB_TOKEN=glpat-...
     sudo systemctl restart reconcile
+  Not an approver's token (e.g. root's): the daemon's plans would be authored by that approver,
+  whose own approval then does not count where a gate sets allow_self_approval: false.
 EOF
 }
 
@@ -322,6 +370,8 @@ main() {
     else
       warn "GitLab is not ready: no token created"
     fi
+  elif [ "$gitlab_ready" = 1 ]; then
+    check_token_owner
   fi
   start_service
 
@@ -336,7 +386,12 @@ provision: done.
   daemon:            systemctl status reconcile; journalctl -u reconcile -f
   health:            curl -fsS 127.0.0.1:9090/readyz   (on the VM)
   environment:       $env_file  (0640 root:reconcile; GitLab and AWS credentials)
-  approver tokens:   $tokens_file  (0640 root:reconcile; sudo cat it, never printed here)
+  GitLab user:       $bot_user, an administrator (GITLAB_TOKEN: its token "$token_name")
+  approvals:         curl -X POST -H "Authorization: Bearer <your GitLab token>" \\
+                       127.0.0.1:9090/api/plans/HASH/approve   (scope read_user is enough)
+  reconcile key:     RECONCILE_FINGERPRINT_KEY in $env_file; CI needs the same value:
+                       sudo sed -n 's/^RECONCILE_FINGERPRINT_KEY=//p' $env_file
+                     -> CI/CD variable RECONCILE_FINGERPRINT_KEY (masked, protected)
   desired state:     $spec_source
 EOF
 }
