@@ -138,8 +138,10 @@ pub(crate) fn load_graph(
 }
 
 pub fn init_tracing() {
+    // The AWS SDK's own warnings (e.g. a multi-line dump when it probes the instance metadata
+    // for credentials) stay out of the default output: preflight says what is wrong in one line.
     let filter = tracing_subscriber::EnvFilter::try_from_env("RECONCILE_LOG")
-        .unwrap_or_else(|_| "warn".into());
+        .unwrap_or_else(|_| "warn,aws_config=error,aws_smithy_runtime=error".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -42,7 +42,9 @@ pub fn run(args: &PlanArgs) -> Exit {
     print_plan(&planned, args.json);
     if let Some(out) = &args.out {
         let attestation = pipeline::author_attestation(&planned.plan, &settings);
-        if let Err(e) = std::fs::write(out, planned.plan.to_file(attestation.as_deref())) {
+        if let Err(e) =
+            crate::files::write_atomic(out, planned.plan.to_file(attestation.as_deref()).as_bytes())
+        {
             eprintln!("error: cannot write the plan file `{}`: {e}", out.display());
             return Exit::Error;
         }
