@@ -373,8 +373,8 @@ impl Plan {
     }
 
     /// sha256 of the plan's canonical JSON: the `plan` member of the plan file with object
-    /// keys sorted and no whitespace (serde_json's compact form). For an ASCII plan,
-    /// `jq -cjS .plan FILE | sha256sum` gives the same digest.
+    /// keys sorted and no whitespace (serde_json's compact form, UTF-8 unescaped):
+    /// `jq -cjS .plan FILE | sha256sum` gives the same digest (checked with non-ASCII names).
     pub fn hash(&self) -> String {
         let canonical = serde_json::to_value(self).expect("plan serialises");
         let body = serde_json::to_vec(&canonical).expect("plan serialises");
