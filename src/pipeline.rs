@@ -516,6 +516,7 @@ impl Prepared {
             providers.replace_note(a)
         });
         aws::note_revisions(&mut plan, &desired);
+        crate::providers::gitlab::note_unknown_hidden(&mut plan);
         plan.created_at =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         plan.policies = crate::policy::evaluate(&state);

@@ -62,6 +62,16 @@ impl FingerprintKey {
     }
 }
 
+/// Whether `s` has the form of a fingerprint (`hmac-sha256:` and 16 lowercase hex digits).
+pub fn is_fingerprint(s: &str) -> bool {
+    s.strip_prefix("hmac-sha256:").is_some_and(|hex| {
+        hex.len() == 16
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 impl FingerprintKey {
     /// An attestation: HMAC-SHA256 of `message` under a key derived from this one for
     /// `purpose` (so an attestation of one kind is never valid as another, nor as a

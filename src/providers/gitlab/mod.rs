@@ -24,6 +24,7 @@ use http::StatusCode;
 use serde_json::Value as Json;
 
 pub use client::{Auth, ClientOptions, GitlabClient, TransportError};
+pub use variable::note_unknown_hidden;
 
 use crate::address::Address;
 use crate::live::{Desired, Live, LiveState, Observed};
