@@ -108,6 +108,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn fingerprints_have_one_form() {
+        let key = FingerprintKey::new("k");
+        assert!(is_fingerprint(&key.fingerprint(&SecretValue::new("v"))));
+        for not in [
+            "",
+            "whatever",
+            "hmac-sha256:",
+            "hmac-sha256:0123456789abcde",
+            "hmac-sha256:0123456789abcdef0",
+            "hmac-sha256:0123456789ABCDEF",
+            "sha256:0123456789abcdef",
+        ] {
+            assert!(!is_fingerprint(not), "{not}");
+        }
+    }
+
+    #[test]
     fn debug_never_shows_the_value() {
         let v = SecretValue::new("hunter2-hunter2");
         assert_eq!(format!("{v:?}"), "SecretValue(***)");
