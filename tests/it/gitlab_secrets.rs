@@ -395,6 +395,98 @@ fn missing_secret_is_a_plan_error_naming_the_spec_line() {
     assert_eq!(writes, 0);
 }
 
+/// GitLab's masking rules on values from Secrets Manager (#12): a masked variable whose
+/// secret is too short or has whitespace is a located plan error naming the variable and the
+/// secret, never the value; nothing is written. With masking-proof values it plans and applies.
+#[test]
+fn unmaskable_secret_values_are_plan_errors() {
+    const SHORT: &str = "sh0rt";
+    const SPACED: &str = "has a SECRET space";
+    let moto = Moto::start();
+    put_secret(
+        &moto,
+        "app/deploy",
+        &serde_json::json!({"token": SHORT}).to_string(),
+        true,
+    );
+    put_secret(&moto, "app/api", SPACED, true);
+    let spec = format!(
+        "{HIDDEN}  - name: app/api\n"
+    )
+    .replace(
+        "          from: {secret: app/deploy, key: token}\n",
+        "          from: {secret: app/deploy, key: token}\n        - key: API_KEY\n          masked: true\n          protected: true\n          from: {secret: app/api}\n        - key: API_KEY_RAW\n          masked: true\n          protected: true\n          raw: true\n          from: {secret: app/api}\n",
+    );
+    let gitlab = Gitlab::start();
+    let dir = desired_state(&[
+        ("reconcile.yaml", "gitlab: {url: http://gitlab.invalid}\n"),
+        ("app.yaml", &spec),
+    ]);
+    let env = moto.env();
+    gitlab.reset_counters();
+    for args in [&["plan"][..], &["apply", "--auto-approve"]] {
+        let out = gitlab.reconcile(dir.path(), args, &env);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("app.yaml:14:26") && stderr.contains(
+                "GitLab would refuse to mask variable `DEPLOY_TOKEN` of `root/app` (scope `*`): the value of secret `app/deploy` (key `token`) cannot be masked (it is shorter than 8 characters)"
+            ),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(
+                "GitLab would refuse to mask variable `API_KEY` of `root/app` (scope `*`): the value of secret `app/api` cannot be masked (it contains whitespace)"
+            ),
+            "{stderr}"
+        );
+        // Whitespace is refused with `raw: true` too: three variables, three errors.
+        assert!(stderr.contains("mask variable `API_KEY_RAW`"), "{stderr}");
+        assert!(
+            stderr.ends_with("error: 3 errors in 1 file; nothing was changed\n"),
+            "{stderr}"
+        );
+        for value in [SHORT, SPACED] {
+            assert!(!stderr.contains(value), "{stderr}");
+            assert!(!text(&out.stdout).contains(value));
+        }
+    }
+    let writes: u64 = gitlab
+        .counters()
+        .by_route
+        .iter()
+        .filter(|(r, _)| !r.starts_with("GET "))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(writes, 0);
+
+    // Positive control: values GitLab can mask (`raw: true` allows `$`, not whitespace).
+    put_secret(
+        &moto,
+        "app/deploy",
+        &serde_json::json!({"token": SECRET_KEY}).to_string(),
+        false,
+    );
+    put_secret(&moto, "app/api", "SECRET$with$dollars", false);
+    let spec = spec.replace(
+        "        - key: API_KEY\n          masked: true\n          protected: true\n          from: {secret: app/api}\n",
+        "",
+    );
+    std::fs::write(dir.path().join("app.yaml"), spec).unwrap();
+    let apply = gitlab.reconcile(dir.path(), &["apply", "--auto-approve"], &env);
+    assert_eq!(
+        apply.status.code(),
+        Some(0),
+        "{}{}",
+        text(&apply.stdout),
+        text(&apply.stderr)
+    );
+    assert_eq!(
+        variable(&gitlab, "app", "API_KEY_RAW")["value"],
+        "SECRET$with$dollars"
+    );
+}
+
 /// Golden files never hold a secret value (scanned for the values these tests use).
 #[test]
 fn golden_files_hold_no_secret_value() {
