@@ -364,6 +364,7 @@ pub async fn resolve_secrets(state: &DesiredState) -> Result<SecretValues, Pipel
             }
         }
     }
+    diagnostics.extend(unmaskable(state, &values));
     if diagnostics.is_empty() {
         return Ok(values);
     }
@@ -374,6 +375,68 @@ pub async fn resolve_secrets(state: &DesiredState) -> Result<SecretValues, Pipel
         diagnostics,
         contacted: true,
     }))
+}
+
+/// GitLab's masking rules on the resolved values of masked (and hidden) variables, checked at
+/// plan time as validation checks literals (GitLab would answer 400 `{"value":["is invalid"]}`
+/// at apply): one located error per variable, naming it and its secret, never the value.
+fn unmaskable(state: &DesiredState, values: &SecretValues) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    for p in &state.projects {
+        for v in &p.spec.variables.items {
+            let (Some(source), true) = (&v.from, v.masked || v.hidden) else {
+                continue;
+            };
+            let Some(value) = values.get(source) else {
+                continue;
+            };
+            let Some(problem) = crate::spec::variable::masking_problem(value.expose(), v.raw)
+            else {
+                continue;
+            };
+            let variable = crate::address::Address::Variable {
+                project: p.spec.full_path().to_lowercase(),
+                key: v.key.clone(),
+                scope: v.environment_scope.clone(),
+            };
+            let Some(declared) = state.origins.get(&variable) else {
+                continue;
+            };
+            // The variable's `from:` (the first reference to the secret after its
+            // declaration), else the variable itself.
+            let secret = crate::address::Address::Secret {
+                name: source.secret.clone(),
+            };
+            let at = state
+                .references
+                .get(&secret)
+                .into_iter()
+                .flatten()
+                .filter(|o| o.file == declared.file && o.span.start >= declared.span.start)
+                .min_by_key(|o| o.span.start)
+                .copied()
+                .unwrap_or(*declared);
+            let named = match &source.key {
+                Some(key) => format!("secret `{}` (key `{key}`)", source.secret),
+                None => format!("secret `{}`", source.secret),
+            };
+            out.push(
+                Diagnostic::at(
+                    at.file,
+                    at.span,
+                    format!(
+                        "GitLab would refuse to mask variable `{}` of `{}` (scope `{}`): the value of {named} cannot be masked ({problem})",
+                        v.key,
+                        p.spec.full_path(),
+                        v.environment_scope
+                    ),
+                )
+                .help("masked values need at least 8 characters from [a-zA-Z0-9_+=/@:.~-] (any non-space characters with `raw: true`): change the value in AWS Secrets Manager, or the variable's `masked`/`raw`")
+                .sensitive(),
+            );
+        }
+    }
+    out
 }
 
 /// Everything up to observing: the validated state, its graph, the providers and the desired
@@ -516,6 +579,7 @@ impl Prepared {
             providers.replace_note(a)
         });
         aws::note_revisions(&mut plan, &desired);
+        crate::providers::gitlab::note_unknown_hidden(&mut plan);
         plan.created_at =
             humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         plan.policies = crate::policy::evaluate(&state);

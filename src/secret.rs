@@ -62,6 +62,16 @@ impl FingerprintKey {
     }
 }
 
+/// Whether `s` has the form of a fingerprint (`hmac-sha256:` and 16 lowercase hex digits).
+pub fn is_fingerprint(s: &str) -> bool {
+    s.strip_prefix("hmac-sha256:").is_some_and(|hex| {
+        hex.len() == 16
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 impl FingerprintKey {
     /// An attestation: HMAC-SHA256 of `message` under a key derived from this one for
     /// `purpose` (so an attestation of one kind is never valid as another, nor as a
@@ -96,6 +106,23 @@ impl fmt::Debug for FingerprintKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fingerprints_have_one_form() {
+        let key = FingerprintKey::new("k");
+        assert!(is_fingerprint(&key.fingerprint(&SecretValue::new("v"))));
+        for not in [
+            "",
+            "whatever",
+            "hmac-sha256:",
+            "hmac-sha256:0123456789abcde",
+            "hmac-sha256:0123456789abcdef0",
+            "hmac-sha256:0123456789ABCDEF",
+            "sha256:0123456789abcdef",
+        ] {
+            assert!(!is_fingerprint(not), "{not}");
+        }
+    }
 
     #[test]
     fn debug_never_shows_the_value() {

@@ -373,7 +373,15 @@ fn policies(plan: &Plan, inputs: &Inputs<'_>) -> Result<(), Refusal> {
         .filter(|f| f.severity == Severity::Error)
         .filter(|f| scopes.contains(f.address.scope_name().as_str()))
         .collect();
-    errors.dedup();
+    // Both sources name the same findings: keep each once, in order.
+    let mut seen: Vec<Finding> = Vec::new();
+    errors.retain(|f| {
+        let new = !seen.contains(f);
+        if new {
+            seen.push(f.clone());
+        }
+        new
+    });
     if errors.is_empty() {
         Ok(())
     } else {

@@ -402,6 +402,17 @@ impl State {
         false
     }
 
+    /// Whether `user_id` holds the personal namespace `project` lives in
+    /// (`Project#personal_namespace_holder?`). GitLab makes the holder an
+    /// Owner member of every project created there, and `ProjectMemberPolicy`
+    /// prevents `update_project_member` and `destroy_project_member` on that
+    /// membership for everyone, admins included: PUT and DELETE answer 403.
+    pub fn personal_namespace_holder(&self, user_id: u64, project: &Project) -> bool {
+        self.namespaces
+            .get(&project.namespace_id)
+            .is_some_and(|ns| ns.kind == NamespaceKind::User && ns.owner_id == user_id)
+    }
+
     /// The level a user holds on `project` through membership: direct
     /// membership, or Owner of the namespace (or an ancestor group) it lives in.
     pub fn membership_level(&self, user_id: u64, project: &Project) -> i64 {

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::config::Config;
 use super::diagnostic::Diagnostic;
 use super::diagnostic::unprintable;
+use super::member::AccessLevel;
 use super::parse::{Node, NodeKind};
 use super::protected_branch::BranchAccess;
 use super::source::{FileId, Origin, Span};
@@ -366,6 +367,21 @@ pub(super) fn check(raw: &Raw<'_>, diags: &mut Vec<Diagnostic>) -> Checked {
                     span,
                     format!("member `{}` of `{project}` is not a declared user", m.user),
                     help,
+                );
+            }
+            // A top-level namespace named like a user is that user's personal namespace
+            // (users and groups share top-level paths). GitLab makes its holder an Owner of
+            // every project in it and refuses to change or remove that membership (403,
+            // `ProjectMemberPolicy`), so the only level that can be declared is `owner`.
+            if user == spec.namespace.to_lowercase() && m.access != AccessLevel::Owner {
+                c.error(
+                    p.file,
+                    span_at(node, &["access"]),
+                    format!(
+                        "`{}` holds the personal namespace `{}`: GitLab makes them an Owner of `{project}` and refuses to change or remove that membership",
+                        m.user, spec.namespace
+                    ),
+                    "declare `access: owner` for them, or leave them out of `members` (the holder is never pruned)",
                 );
             }
             c.declare(

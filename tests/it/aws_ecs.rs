@@ -127,6 +127,9 @@ fn no_change_plan_of_the_example_has_an_exact_request_count() {
         ("CreateService", 0),
         ("UpdateService", 0),
         ("BatchGetImage", 3),
+        ("DescribeImages", 0),
+        ("ListTasks", 0),
+        ("DescribeTasks", 0),
         ("ListSecrets", 1),
         ("GetSecretValue", 0),
     ]

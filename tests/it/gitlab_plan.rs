@@ -480,3 +480,97 @@ fn unknown_outcomes_are_read_back_before_a_step_fails() {
         "no duplicate protection"
     );
 }
+
+/// Projects in dev1's personal namespace (#19 item 2): GitLab makes dev1 an Owner member of
+/// each and refuses to change or remove that membership, so `prune: true` never plans to
+/// delete dev1 (it would be a perpetual diff, and a 403 at every apply), and declaring dev1 as
+/// `owner` adopts the membership GitLab made.
+#[test]
+fn the_holder_of_a_personal_namespace_is_never_pruned() {
+    let gitlab = Gitlab::start();
+    let spec = r#"users:
+  - {username: dev1, name: Developer One, email: dev1@example.com}
+  - {username: dev2, name: Developer Two, email: dev2@example.com}
+projects:
+  - namespace: dev1
+    path: sandbox
+    members:
+      prune: true
+      items:
+        - {user: dev2, access: developer}
+    protected_branches:
+      items:
+        - {name: main, push: maintainer, merge: developer}
+  - namespace: dev1
+    path: scratch
+    members:
+      prune: true
+      items:
+        - {user: dev1, access: owner}
+    protected_branches:
+      items:
+        - {name: main, push: maintainer, merge: developer}
+"#;
+    let dir = desired_state(&[("reconcile.yaml", CONFIG), ("gitlab.yaml", spec)]);
+    let s = Setup { gitlab, dir };
+    let applied = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(
+        applied.status.code(),
+        Some(0),
+        "{}{}",
+        text(&applied.stdout),
+        text(&applied.stderr)
+    );
+    s.assert_no_changes();
+    let levels = |project: &str| -> Vec<(String, u64)> {
+        let (_, members) = s
+            .gitlab
+            .api("GET", &format!("projects/dev1%2F{project}/members"), None);
+        let mut out: Vec<(String, u64)> = members
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["username"].as_str().unwrap().to_string(),
+                    m["access_level"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(
+        levels("sandbox"),
+        [("dev1".to_string(), 50), ("dev2".to_string(), 30)]
+    );
+    assert_eq!(levels("scratch"), [("dev1".to_string(), 50)]);
+
+    // Positive control: prune still removes someone else in the personal namespace's project.
+    let (_, users) = s.gitlab.api("GET", "users?username=dev2", None);
+    let dev2 = users[0]["id"].as_u64().unwrap();
+    s.gitlab.api(
+        "POST",
+        "projects/dev1%2Fscratch/members",
+        Some(serde_json::json!({"user_id": dev2, "access_level": 40})),
+    );
+    let plan = s.run(&["plan"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan.stderr));
+    let stdout = text(&plan.stdout);
+    assert!(
+        stdout.contains("- gitlab.member/dev1/scratch/dev2  (will be deleted)"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("gitlab.member/dev1/scratch/dev1"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("gitlab.member/dev1/sandbox/dev1"),
+        "{stdout}"
+    );
+    let applied = s.run(&["apply", "--auto-approve"]);
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied.stdout));
+    s.assert_no_changes();
+    assert_eq!(levels("scratch"), [("dev1".to_string(), 50)]);
+}

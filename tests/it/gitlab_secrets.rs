@@ -269,6 +269,101 @@ fn hidden_variable_has_no_perpetual_diff_and_sees_rotation() {
     );
 }
 
+/// The value GitLab holds for a variable (hidden ones included: read from the emulator's
+/// state, since the API never returns it).
+fn stored_value(gitlab: &Gitlab, key: &str) -> String {
+    let state = gitlab.state();
+    state["projects"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|p| p["variables"].as_object().unwrap().values())
+        .find(|v| v["key"] == key)
+        .and_then(|v| v["value"].as_str())
+        .expect("the variable")
+        .to_string()
+}
+
+/// A hidden variable whose `[reconcile fp=…]` marker is gone (or is not a fingerprint) has an
+/// unknown value (#19 item 3): the plan rewrites it, saying why, and the apply restores the
+/// value and the marker. A value changed with the marker intact cannot be seen (README).
+#[test]
+fn hidden_variable_without_its_marker_is_rewritten() {
+    let moto = Moto::start();
+    put_secret(
+        &moto,
+        "app/deploy",
+        &serde_json::json!({"token": SECRET_KEY}).to_string(),
+        true,
+    );
+    let gitlab = Gitlab::start();
+    let dir = desired_state(&[
+        ("reconcile.yaml", "gitlab: {url: http://gitlab.invalid}\n"),
+        ("app.yaml", HIDDEN),
+    ]);
+    let env = moto.env();
+    let run = |args: &[&str], code: i32| {
+        let out = gitlab.reconcile(dir.path(), args, &env);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert_no_secret("outputs", &(text(&out.stdout) + &text(&out.stderr)));
+        text(&out.stdout)
+    };
+    run(&["apply", "--auto-approve"], 0);
+    run(&["plan"], 0);
+    let url = "projects/root%2Fapp/variables/DEPLOY_TOKEN?filter%5Benvironment_scope%5D=*";
+    let marked = variable(&gitlab, "app", "DEPLOY_TOKEN")["description"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let edits = [
+        // Edited by hand: another value, the description without the marker.
+        "Deploy token".to_string(),
+        // A marker that is not a fingerprint.
+        "Deploy token [reconcile fp=whatever]".to_string(),
+    ];
+    for (i, description) in edits.iter().enumerate() {
+        let (status, _) = gitlab.api(
+            "PUT",
+            url,
+            Some(serde_json::json!({"value": "handEditedVALUE04", "description": description})),
+        );
+        assert_eq!(status, 200);
+        let stdout = run(&["plan"], 2);
+        if i == 0 {
+            assert_golden("gitlab/hidden-marker-gone.txt", &stdout);
+        } else {
+            assert!(
+                stdout.contains("no valid `[reconcile fp=…]` marker"),
+                "{stdout}"
+            );
+        }
+        run(&["apply", "--auto-approve"], 0);
+        assert_eq!(stored_value(&gitlab, "DEPLOY_TOKEN"), SECRET_KEY);
+        assert_eq!(
+            variable(&gitlab, "app", "DEPLOY_TOKEN")["description"],
+            marked.as_str()
+        );
+        run(&["plan"], 0);
+    }
+
+    // Not detectable: the value changed with the marker left intact.
+    let (status, _) = gitlab.api(
+        "PUT",
+        url,
+        Some(serde_json::json!({"value": "handEditedVALUE04"})),
+    );
+    assert_eq!(status, 200);
+    run(&["plan"], 0);
+    assert_eq!(stored_value(&gitlab, "DEPLOY_TOKEN"), "handEditedVALUE04");
+}
+
 #[test]
 fn missing_secret_is_a_plan_error_naming_the_spec_line() {
     let moto = Moto::start();
@@ -298,6 +393,98 @@ fn missing_secret_is_a_plan_error_naming_the_spec_line() {
         .map(|(_, n)| n)
         .sum();
     assert_eq!(writes, 0);
+}
+
+/// GitLab's masking rules on values from Secrets Manager (#12): a masked variable whose
+/// secret is too short or has whitespace is a located plan error naming the variable and the
+/// secret, never the value; nothing is written. With masking-proof values it plans and applies.
+#[test]
+fn unmaskable_secret_values_are_plan_errors() {
+    const SHORT: &str = "sh0rt";
+    const SPACED: &str = "has a SECRET space";
+    let moto = Moto::start();
+    put_secret(
+        &moto,
+        "app/deploy",
+        &serde_json::json!({"token": SHORT}).to_string(),
+        true,
+    );
+    put_secret(&moto, "app/api", SPACED, true);
+    let spec = format!(
+        "{HIDDEN}  - name: app/api\n"
+    )
+    .replace(
+        "          from: {secret: app/deploy, key: token}\n",
+        "          from: {secret: app/deploy, key: token}\n        - key: API_KEY\n          masked: true\n          protected: true\n          from: {secret: app/api}\n        - key: API_KEY_RAW\n          masked: true\n          protected: true\n          raw: true\n          from: {secret: app/api}\n",
+    );
+    let gitlab = Gitlab::start();
+    let dir = desired_state(&[
+        ("reconcile.yaml", "gitlab: {url: http://gitlab.invalid}\n"),
+        ("app.yaml", &spec),
+    ]);
+    let env = moto.env();
+    gitlab.reset_counters();
+    for args in [&["plan"][..], &["apply", "--auto-approve"]] {
+        let out = gitlab.reconcile(dir.path(), args, &env);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("app.yaml:14:26") && stderr.contains(
+                "GitLab would refuse to mask variable `DEPLOY_TOKEN` of `root/app` (scope `*`): the value of secret `app/deploy` (key `token`) cannot be masked (it is shorter than 8 characters)"
+            ),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(
+                "GitLab would refuse to mask variable `API_KEY` of `root/app` (scope `*`): the value of secret `app/api` cannot be masked (it contains whitespace)"
+            ),
+            "{stderr}"
+        );
+        // Whitespace is refused with `raw: true` too: three variables, three errors.
+        assert!(stderr.contains("mask variable `API_KEY_RAW`"), "{stderr}");
+        assert!(
+            stderr.ends_with("error: 3 errors in 1 file; nothing was changed\n"),
+            "{stderr}"
+        );
+        for value in [SHORT, SPACED] {
+            assert!(!stderr.contains(value), "{stderr}");
+            assert!(!text(&out.stdout).contains(value));
+        }
+    }
+    let writes: u64 = gitlab
+        .counters()
+        .by_route
+        .iter()
+        .filter(|(r, _)| !r.starts_with("GET "))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(writes, 0);
+
+    // Positive control: values GitLab can mask (`raw: true` allows `$`, not whitespace).
+    put_secret(
+        &moto,
+        "app/deploy",
+        &serde_json::json!({"token": SECRET_KEY}).to_string(),
+        false,
+    );
+    put_secret(&moto, "app/api", "SECRET$with$dollars", false);
+    let spec = spec.replace(
+        "        - key: API_KEY\n          masked: true\n          protected: true\n          from: {secret: app/api}\n",
+        "",
+    );
+    std::fs::write(dir.path().join("app.yaml"), spec).unwrap();
+    let apply = gitlab.reconcile(dir.path(), &["apply", "--auto-approve"], &env);
+    assert_eq!(
+        apply.status.code(),
+        Some(0),
+        "{}{}",
+        text(&apply.stdout),
+        text(&apply.stderr)
+    );
+    assert_eq!(
+        variable(&gitlab, "app", "API_KEY_RAW")["value"],
+        "SECRET$with$dollars"
+    );
 }
 
 /// Golden files never hold a secret value (scanned for the values these tests use).

@@ -115,7 +115,7 @@ fn example_desired_state_is_compliant() {
 #[test]
 fn an_error_finding_is_shown_in_the_plan_and_blocks_apply() {
     let gitlab = Gitlab::start();
-    let projects = "projects:\n  - {namespace: root, path: app, default_branch: main}\n";
+    let projects = "projects:\n  - {namespace: root, path: app, default_branch: main}\n  - {namespace: root, path: web, default_branch: main}\n";
     let dir = desired_state(&[
         ("reconcile.yaml", "gitlab: {url: http://gitlab.invalid}\n"),
         ("p.yaml", projects),
@@ -124,15 +124,24 @@ fn an_error_finding_is_shown_in_the_plan_and_blocks_apply() {
     assert_eq!(plan.status.code(), Some(2));
     assert!(
         text(&plan.stdout)
-            .contains("Policies (1 error(s) block apply):\n  error [default_branch_protected]"),
+            .contains("Policies (2 error(s) block apply):\n  error [default_branch_protected]"),
         "{}",
         text(&plan.stdout)
     );
     gitlab.reset_counters();
     let apply = gitlab.reconcile(dir.path(), &["apply", "--auto-approve"], &[]);
     assert_eq!(apply.status.code(), Some(1));
+    // Each finding once (found again in the desired state and recorded in the plan).
     assert!(
-        text(&apply.stderr).contains("1 compliance policy error(s) block apply"),
+        text(&apply.stderr).contains("2 compliance policy error(s) block apply"),
+        "{}",
+        text(&apply.stderr)
+    );
+    assert_eq!(
+        text(&apply.stderr)
+            .matches("error [default_branch_protected]")
+            .count(),
+        2,
         "{}",
         text(&apply.stderr)
     );

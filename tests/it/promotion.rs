@@ -5,7 +5,9 @@
 
 use std::process::Output;
 
-use crate::support::aws::{Workspace, example_seed, revisions, service};
+use crate::support::aws::{
+    Workspace, digest_of, example_seed, image_of, push_image, revisions, service,
+};
 use crate::support::gitlab::Gitlab;
 use crate::support::moto::Moto;
 use crate::support::{assert_golden, text};
@@ -23,6 +25,13 @@ impl World {
     /// The example applied in both environments (inventory-app 1.4.2 everywhere), then
     /// production's inventory-app bumped to 1.4.3 in the desired state only.
     fn bumped_in_production() -> Self {
+        let w = Self::applied();
+        w.ws.edit("aws/production.yaml", "tag: \"1.4.2\"", "tag: \"1.4.3\"", 1);
+        w
+    }
+
+    /// The example applied in both environments (inventory-app 1.4.2 everywhere).
+    fn applied() -> Self {
         let moto = Moto::start();
         example_seed(&moto);
         let w = Self {
@@ -33,8 +42,20 @@ impl World {
         for env in ["staging", "production"] {
             w.expect(&["apply", "--auto-approve", "--env", env], 0);
         }
-        w.ws.edit("aws/production.yaml", "tag: \"1.4.2\"", "tag: \"1.4.3\"", 1);
         w
+    }
+
+    /// Production's inventory-app runs `revision`, whose image ends with `image`, and the
+    /// next plan has nothing to do.
+    fn production_runs(&self, revision: u32, image: &str) {
+        let (td, _) = service(&self.moto, PROD, PROD_SERVICE).unwrap();
+        assert!(
+            td.ends_with(&format!("inventory-app-production:{revision}")),
+            "{td}"
+        );
+        let named = image_of(&self.moto, &td);
+        assert!(named.ends_with(image), "{named}");
+        self.expect(&["plan", "--env", "production"], 0);
     }
 
     fn expect(&self, args: &[&str], code: i32) -> Output {
@@ -220,4 +241,115 @@ fn an_approved_override_proceeds_and_is_recorded() {
             "override root applied production/inventory-app: hotfix INC-42, staging is down",
         ]
     );
+}
+
+/// A plan's promotion note (the evidence).
+fn promotion_note(stdout: &str) -> &str {
+    stdout
+        .lines()
+        .find(|l| l.contains("! promotion: "))
+        .unwrap_or_else(|| panic!("no promotion note in:\n{stdout}"))
+        .trim()
+}
+
+#[test]
+fn a_tag_and_its_digest_are_the_same_image_in_both_directions() {
+    let w = World::applied();
+    let d142 = digest_of("inventory-app", "1.4.2");
+    let d143 = digest_of("inventory-app", "1.4.3");
+    // Staging runs the tag; production pins the same image by digest (#19 item 1).
+    w.set_staging("tag: \"1.4.2\"", "tag: \"1.4.3\"");
+    w.ws.edit(
+        "aws/production.yaml",
+        "tag: \"1.4.2\"",
+        &format!("digest: \"{d143}\""),
+        1,
+    );
+    let plan = w.expect(&["plan", "--env", "production", "--out", "plan.json"], 2);
+    let stdout = text(&plan.stdout);
+    assert!(!stdout.contains("[promotion]"), "{stdout}");
+    assert_golden("aws/promotion-tag-to-digest-production.txt", &stdout);
+    w.expect(&["apply", "plan.json", "--env", "production"], 0);
+    w.production_runs(2, &format!("inventory-app@{d143}"));
+
+    // Staging pins the digest; production names the tag.
+    w.set_staging("tag: \"1.4.3\"", &format!("digest: \"{d143}\""));
+    w.ws.edit(
+        "aws/production.yaml",
+        &format!("digest: \"{d143}\""),
+        "tag: \"1.4.3\"",
+        1,
+    );
+    let plan = w.expect(&["plan", "--env", "production", "--out", "plan.json"], 2);
+    let stdout = text(&plan.stdout);
+    assert!(!stdout.contains("[promotion]"), "{stdout}");
+    assert_eq!(
+        promotion_note(&stdout),
+        format!(
+            "! promotion: staging/inventory-app runs inventory-app@{d143} stable, 1/1 running (digest pinned in its task definition)"
+        )
+    );
+    w.expect(&["apply", "plan.json", "--env", "production"], 0);
+    w.production_runs(3, "inventory-app:1.4.3");
+
+    // Negative control: another digest than staging's is refused, by digest on both sides.
+    w.ws.edit(
+        "aws/production.yaml",
+        "tag: \"1.4.3\"",
+        &format!("digest: \"{d142}\""),
+        1,
+    );
+    let plan = w.expect(&["plan", "--env", "production"], 2);
+    let stdout = text(&plan.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "error [promotion] desired-state/aws/production.yaml:49:5: production/inventory-app wants inventory-app@{d142}, which staging/inventory-app does not run (it runs inventory-app@{d143}; 1/1 running, 1 deployment(s))"
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_tag_pushed_again_since_staging_rolled_out_is_not_what_staging_runs() {
+    let w = World::bumped_in_production();
+    w.set_staging("tag: \"1.4.2\"", "tag: \"1.4.3\"");
+    // Positive control: the same tag, not moved, passes.
+    let plan = w.expect(&["plan", "--env", "production", "--out", "plan.json"], 2);
+    let stdout = text(&plan.stdout);
+    assert!(!stdout.contains("[promotion]"), "{stdout}");
+    assert!(
+        promotion_note(&stdout)
+            .ends_with("(digest of its tag, pushed before its deployment started)"),
+        "{stdout}"
+    );
+
+    // Someone pushes another image as inventory-app:1.4.3 (a mutable repository). moto's push
+    // times are whole seconds: push in a later second than staging's deployment started.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let moved = push_image(&w.moto, "inventory-app", "1.4.3", "1.4.3-rebuilt");
+    assert_ne!(moved, digest_of("inventory-app", "1.4.3"));
+
+    // At apply: staging still runs what the tag named when it rolled out, not `moved`.
+    let apply = w.expect(&["apply", "plan.json", "--env", "production"], 1);
+    assert_golden(
+        "aws/promotion-moved-tag-apply.txt",
+        &refusal(&text(&apply.stderr)),
+    );
+    w.production_untouched();
+    // At plan, the same.
+    let plan = w.expect(&["plan", "--env", "production"], 2);
+    let stdout = text(&plan.stdout);
+    assert!(stdout.contains("error [promotion]"), "{stdout}");
+    assert!(
+        stdout.contains("the tag moved since staging rolled out"),
+        "{stdout}"
+    );
+
+    // Staging pinned to the new digest (a new deployment): production may follow by tag.
+    w.set_staging("tag: \"1.4.3\"", &format!("digest: \"{moved}\""));
+    let plan = w.expect(&["plan", "--env", "production", "--out", "plan.json"], 2);
+    let stdout = text(&plan.stdout);
+    assert!(!stdout.contains("[promotion]"), "{stdout}");
+    w.expect(&["apply", "plan.json", "--env", "production"], 0);
+    w.production_runs(2, "inventory-app:1.4.3");
 }

@@ -1,4 +1,6 @@
 //! `/projects/:id/members`: direct members only (list, get, add, update, remove).
+//! The holder of a personal namespace is an Owner member of each project in it
+//! that nobody may update or remove (403, `ProjectMemberPolicy`).
 
 use axum::Extension;
 use axum::extract::Path;
@@ -224,12 +226,20 @@ pub(crate) async fn update(
     let mut state = app.state.lock();
     let pid = project_with_access(&state, &auth, &id, access::MAINTAINER)?;
     check_owner_grant(&state, &auth, pid, level)?;
+    if state.projects[&pid].member(user_id).is_none() {
+        return Err(ApiError::message(StatusCode::NOT_FOUND, "404 Not found"));
+    }
+    // Members::UpdateService raises AccessDeniedError before looking at the
+    // change (even to the same level).
+    if state.personal_namespace_holder(user_id, &state.projects[&pid]) {
+        return Err(ApiError::forbidden());
+    }
     let project = state.projects.get_mut(&pid).expect("found above");
     let member = project
         .members
         .iter_mut()
         .find(|m| m.user_id == user_id)
-        .ok_or_else(|| ApiError::message(StatusCode::NOT_FOUND, "404 Not found"))?;
+        .expect("found above");
     member.access_level = level;
     if let Some(e) = expires_at {
         member.expires_at = e;
@@ -249,6 +259,11 @@ pub(crate) async fn remove(
     let user_id = int_path(&user_id, "user_id")?;
     let mut state = app.state.lock();
     let pid = project_with_access(&state, &auth, &id, access::MAINTAINER)?;
+    if state.projects[&pid].member(user_id).is_some()
+        && state.personal_namespace_holder(user_id, &state.projects[&pid])
+    {
+        return Err(ApiError::forbidden());
+    }
     let project = state.projects.get_mut(&pid).expect("found above");
     let before = project.members.len();
     project.members.retain(|m| m.user_id != user_id);

@@ -156,3 +156,74 @@ async fn maintainer_manages_members_developer_cannot() {
     let r = env.get(&base, BOB).await;
     assert_eq!(r.status, StatusCode::OK, "members can list members");
 }
+
+/// GitLab makes the holder of a personal namespace an Owner of each project
+/// created there (also when an admin creates it), and `ProjectMemberPolicy`
+/// prevents updating or removing that membership for everyone, admins
+/// included (`Members::UpdateService`/`DestroyService` raise
+/// `AccessDeniedError`: 403 `{"message":"403 Forbidden"}`).
+#[tokio::test]
+async fn the_holder_of_a_personal_namespace_cannot_be_updated_or_removed() {
+    let env = start().await;
+    let mona = env.user("mona").await;
+    let ns = env.get("/namespaces/mona", ADMIN).await;
+    assert_eq!(ns.body["kind"], "user", "{}", ns.text);
+    let p = env
+        .project(
+            ADMIN,
+            json!({"name": "sandbox", "namespace_id": ns.body["id"]}),
+        )
+        .await;
+    let base = format!("/projects/{}/members", p["id"]);
+    let list = env.get(&base, ADMIN).await;
+    let members: Vec<(String, i64)> = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["username"].as_str().unwrap().to_string(),
+                m["access_level"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        members,
+        [("mona".to_string(), 50)],
+        "only the holder, as Owner"
+    );
+
+    let holder = format!("{base}/{}", mona["id"]);
+    for level in [30, 50] {
+        let r = env
+            .put(&holder, ADMIN, json!({"access_level": level}))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+        assert_eq!(r.body, json!({"message": "403 Forbidden"}));
+    }
+    let r = env.delete(&holder, ADMIN).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.body, json!({"message": "403 Forbidden"}));
+    let still = env.get(&holder, ADMIN).await;
+    assert_eq!(still.body["access_level"], 50);
+
+    // Positive control: another Owner of the same project can be changed and removed.
+    let ivan = env.user("ivan").await;
+    let r = env
+        .post(
+            &base,
+            ADMIN,
+            json!({"user_id": ivan["id"], "access_level": 50}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let other = format!("{base}/{}", ivan["id"]);
+    let r = env.put(&other, ADMIN, json!({"access_level": 30})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = env.delete(&other, ADMIN).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    // Not a member: 404 before the policy.
+    let r = env.put(&other, ADMIN, json!({"access_level": 30})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

@@ -1,6 +1,7 @@
 //! ECR images, referenced by task definitions and never written: each must exist. One
 //! BatchGetImage per repository (up to 100 tags or digests per call), which reports missing
-//! ones per id instead of failing the whole call, and gives the digest a tag resolves to.
+//! ones per id instead of failing the whole call, and gives the digest a tag resolves to. The
+//! promotion rule also asks when a tag's digest was pushed (DescribeImages, one image a call).
 
 use std::collections::BTreeMap;
 
@@ -107,4 +108,40 @@ pub async fn check(
         }
     }
     out
+}
+
+/// The digest an image reference names now and when ECR received that digest (seconds since
+/// the epoch, when ECR says): one DescribeImages. `Ok(None)` when ECR has no such image.
+pub async fn pushed(
+    client: &Client,
+    counters: &Counters,
+    image: &Image,
+) -> Result<Option<(String, Option<f64>)>, String> {
+    counters.add(Counter::DescribeImages);
+    let id = ImageIdentifier::builder()
+        .set_image_tag(image.tag.clone().filter(|_| image.digest.is_none()))
+        .set_image_digest(image.digest.clone())
+        .build();
+    match client
+        .describe_images()
+        .repository_name(&image.repository)
+        .image_ids(id)
+        .send()
+        .await
+    {
+        Ok(rsp) => Ok(rsp.image_details().first().map(|d| {
+            (
+                d.image_digest().unwrap_or_default().to_string(),
+                d.image_pushed_at().map(|t| t.as_secs_f64()),
+            )
+        })),
+        Err(err)
+            if err.as_service_error().is_some_and(|e| {
+                e.is_image_not_found_exception() || e.is_repository_not_found_exception()
+            }) =>
+        {
+            Ok(None)
+        }
+        Err(err) => Err(format!("ECR DescribeImages failed: {}", describe(&err))),
+    }
 }

@@ -106,6 +106,8 @@ pub struct DeploymentView {
     pub running_count: i64,
     pub rollout_state: Option<String>,
     pub rollout_state_reason: Option<String>,
+    /// When the deployment started (seconds since the epoch).
+    pub created_at: Option<f64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -155,6 +157,7 @@ impl ServiceView {
                     running_count: d.running_count().into(),
                     rollout_state: d.rollout_state().map(|r| r.as_str().into()),
                     rollout_state_reason: d.rollout_state_reason().map(Into::into),
+                    created_at: d.created_at().map(|t| t.as_secs_f64()),
                 })
                 .collect(),
             events: s

@@ -98,12 +98,15 @@ pub enum Counter {
     CreateService,
     UpdateService,
     BatchGetImage,
+    DescribeImages,
+    ListTasks,
+    DescribeTasks,
 }
 
 /// Requests sent, per operation (SDK retries not counted).
 #[derive(Debug, Default)]
 pub struct Counters {
-    counts: [AtomicU64; 7],
+    counts: [AtomicU64; 10],
 }
 
 impl Counters {
@@ -126,6 +129,11 @@ pub struct RequestCounts {
     pub create_service: u64,
     pub update_service: u64,
     pub batch_get_image: u64,
+    /// The promotion rule: when the source environment's image tag was pushed.
+    pub describe_images: u64,
+    /// The promotion rule: the digests the source environment's tasks run.
+    pub list_tasks: u64,
+    pub describe_tasks: u64,
     pub list_secrets: u64,
     pub get_secret_value: u64,
 }
@@ -139,6 +147,9 @@ impl RequestCounts {
             + self.create_service
             + self.update_service
             + self.batch_get_image
+            + self.describe_images
+            + self.list_tasks
+            + self.describe_tasks
             + self.list_secrets
             + self.get_secret_value
     }
@@ -151,7 +162,7 @@ impl fmt::Display for RequestCounts {
             f,
             "total={} DescribeServices={} DescribeTaskDefinition={} ListTaskDefinitions={} \
              RegisterTaskDefinition={} CreateService={} UpdateService={} BatchGetImage={} \
-             ListSecrets={} GetSecretValue={}",
+             DescribeImages={} ListTasks={} DescribeTasks={} ListSecrets={} GetSecretValue={}",
             self.total(),
             self.describe_services,
             self.describe_task_definition,
@@ -160,6 +171,9 @@ impl fmt::Display for RequestCounts {
             self.create_service,
             self.update_service,
             self.batch_get_image,
+            self.describe_images,
+            self.list_tasks,
+            self.describe_tasks,
             self.list_secrets,
             self.get_secret_value
         )

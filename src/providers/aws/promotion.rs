@@ -7,11 +7,24 @@
 //!
 //! The steps the rule covers are a promoted environment's service creates, and its service
 //! updates that change the images the service runs. At plan time each gets a note starting
-//! with [`NOTE`]; apply re-checks exactly the steps of the approved plan that carry one.
+//! with [`NOTE`]; apply checks the same steps again, found from the steps (never the notes).
+//!
+//! Images are compared by digest, whether each side names a tag or a digest (#19). What the
+//! promoted service wants: its pinned digest, or the digest ECR gives its tag now (the one it
+//! would deploy). What the source service runs: the digests its RUNNING tasks report
+//! (DescribeTasks: ECS resolves a tag once, when a deployment starts); where no task reports
+//! one (moto starts no tasks), its task definition's pinned digest, or the digest ECR gives
+//! its tag now provided that digest was pushed no later than the source's deployment started.
+//! A tag pushed again since then moved away from what the source runs: which image it runs is
+//! unknown, and the rule refuses. Not detected on that fallback: a tag moved back to an image
+//! pushed before the deployment started, or pushed again within the same second (moto's push
+//! times are whole seconds).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Aws;
+use super::ecr_image::ImageState;
+use super::ecs_service::ServiceView;
 use super::task_definition as td;
 use crate::address::Address;
 use crate::live::{Desired, LiveState, Observed, Value};
@@ -19,6 +32,7 @@ use crate::plan::{Action, Plan, PromotionOverride};
 use crate::policy::Finding;
 use crate::spec::DesiredState;
 use crate::spec::config::Severity;
+use crate::spec::task_definition::Image;
 
 /// The prefix of the evidence note of a step the rule covers.
 pub const NOTE: &str = "promotion: ";
@@ -62,18 +76,162 @@ fn short(image: &str) -> &str {
     image.split_once('/').map_or(image, |(_, r)| r)
 }
 
-fn repository(image: &str) -> &str {
+/// An image reference of a task definition as an ECR image (`REPO@DIGEST` or `REPO:TAG`).
+fn parse(image: &str) -> Image {
     let s = short(image);
-    s.split(['@', ':']).next().unwrap_or(s)
+    if let Some((repository, digest)) = s.split_once('@') {
+        return Image {
+            repository: repository.into(),
+            tag: None,
+            digest: Some(digest.into()),
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((repository, tag)) => Image {
+            repository: repository.into(),
+            tag: Some(tag.into()),
+            digest: None,
+        },
+        None => Image {
+            repository: s.into(),
+            tag: Some("latest".into()),
+            digest: None,
+        },
+    }
 }
 
-/// The digest an image resolves to, where known: its own `@sha256:…`, else the digest ECR
-/// gave for its tag in this run.
-fn digest<'a>(image: &'a str, digests: &'a BTreeMap<String, String>) -> Option<&'a str> {
-    match image.split_once('@') {
-        Some((_, d)) => Some(d),
-        None => digests.get(short(image)).map(String::as_str),
+/// A RUNNING task of the source service, as DescribeTasks reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningTask {
+    pub task_definition: String,
+    /// (container name, the image digest it reports, if any)
+    pub digests: Vec<(String, Option<String>)>,
+}
+
+/// `arn:…:task-definition/FAMILY:REV` and `FAMILY:REV` name the same revision.
+fn same_revision(a: &str, b: &str) -> bool {
+    let tail = |s: &str| s.rsplit('/').next().unwrap_or(s).to_string();
+    tail(a) == tail(b)
+}
+
+/// The digests the running tasks of `task_definition` report for `container`: `None` unless
+/// every one of them reports one (no tasks, as on moto, or a task still pulling its image).
+pub fn task_digests(
+    tasks: &[RunningTask],
+    task_definition: &str,
+    container: &str,
+) -> Option<BTreeSet<String>> {
+    let mut out = BTreeSet::new();
+    for t in tasks
+        .iter()
+        .filter(|t| same_revision(&t.task_definition, task_definition))
+    {
+        match t.digests.iter().find(|(name, _)| name == container) {
+            Some((_, Some(d))) if !d.is_empty() => out.insert(d.clone()),
+            _ => return None,
+        };
     }
+    (!out.is_empty()).then_some(out)
+}
+
+/// How the digest of an image the source service runs is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum How {
+    /// Its running tasks report it (ECS resolves a tag once, when a deployment starts).
+    Tasks,
+    /// The task definition names the digest.
+    Pinned,
+    /// ECR's digest for the tag the task definition names, pushed before the service's
+    /// deployment started (so the tag has not moved to another push since).
+    Tag,
+}
+
+impl How {
+    fn text(self) -> &'static str {
+        match self {
+            How::Tasks => "digest reported by its running tasks",
+            How::Pinned => "digest pinned in its task definition",
+            How::Tag => "digest of its tag, pushed before its deployment started",
+        }
+    }
+}
+
+/// One image a service runs, with its digest where it is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Ran {
+    reference: String,
+    digest: Result<(String, How), String>,
+}
+
+impl Ran {
+    fn describe(&self) -> String {
+        match &self.digest {
+            Ok((d, How::Pinned)) if self.reference.ends_with(d.as_str()) => self.reference.clone(),
+            Ok((d, _)) => format!("{} ({d})", self.reference),
+            Err(why) => format!("{} (image unknown: {why})", self.reference),
+        }
+    }
+}
+
+/// What the source service runs, by digest: from its running tasks where they report
+/// digests, else from the task definition (a pinned digest, or the digest its tag names now
+/// in ECR, provided that digest was pushed before the deployment started: a tag pushed again
+/// since then moved away from what the service runs).
+async fn source_images(
+    aws: &Aws,
+    source: &str,
+    cluster: &str,
+    name: &str,
+    view: &ServiceView,
+    running: &td::TaskDef,
+) -> Vec<Ran> {
+    let task_definition = view.task_definition.clone().unwrap_or_default();
+    let tasks = match aws.running_tasks(cluster, name).await {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            tracing::warn!(target: "reconcile::aws", cluster, service = name, "{e}: digests from ECR instead");
+            Vec::new()
+        }
+    };
+    let started = view
+        .deployments
+        .iter()
+        .find(|d| d.status == "PRIMARY")
+        .and_then(|d| d.created_at);
+    let mut out = Vec::new();
+    for c in &running.container_definitions {
+        let reference = short(&c.image).to_string();
+        let image = parse(&c.image);
+        let digest = if let Some(seen) = task_digests(&tasks, &task_definition, &c.name) {
+            if seen.len() == 1 {
+                Ok((seen.into_iter().next().expect("one"), How::Tasks))
+            } else {
+                Err(format!(
+                    "its tasks run {} different images: {}",
+                    seen.len(),
+                    seen.into_iter().collect::<Vec<_>>().join(", ")
+                ))
+            }
+        } else if let Some(d) = &image.digest {
+            Ok((d.clone(), How::Pinned))
+        } else {
+            match aws.image_pushed(&image).await {
+                Ok(Some((d, pushed))) => match (pushed, started) {
+                    (Some(pushed), Some(started)) if pushed <= started => Ok((d, How::Tag)),
+                    (Some(_), Some(_)) => Err(format!(
+                        "the tag now names {d}, pushed after {source}'s deployment started, so the tag moved since {source} rolled out; pin {source}'s image by digest"
+                    )),
+                    _ => Err(format!(
+                        "the tag now names {d}, and ECS or ECR gave no time to tell whether it moved since {source}'s deployment started"
+                    )),
+                },
+                Ok(None) => Err("ECR no longer has the image".into()),
+                Err(e) => Err(e),
+            }
+        };
+        out.push(Ran { reference, digest });
+    }
+    out
 }
 
 /// Plan time: the service steps of promoted environments that change what the service runs
@@ -183,17 +341,6 @@ async fn check_one(
         .ok_or_else(|| {
             format!("{source}/{service} does not run (no service {name} in cluster {cluster})")
         })?;
-    let have = images_of(&running);
-    let describe = |images: &BTreeSet<String>| -> String {
-        images
-            .iter()
-            .map(|i| match digest(i, digests).filter(|_| !i.contains('@')) {
-                Some(d) => format!("{} ({d})", short(i)),
-                None => short(i).to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     let status = format!(
         "{}/{} running, {} deployment(s)",
         view.running_count,
@@ -201,19 +348,59 @@ async fn check_one(
         view.deployments.len()
     );
     let stable = view.deployments.len() == 1 && view.running_count == view.desired_count;
-    let missing: Vec<&String> = wanted
+
+    // What the promoted service wants, by digest: pinned, resolved in this run, or asked now.
+    let unresolved: Vec<Image> = wanted
         .iter()
-        .filter(|w| {
-            !have.contains(*w)
-                && !have.iter().any(|h| {
-                    repository(h) == repository(w)
-                        && digest(h, digests).is_some()
-                        && digest(h, digests) == digest(w, digests)
-                })
+        .map(|w| parse(w))
+        .filter(|i| i.digest.is_none() && !digests.contains_key(&i.reference()))
+        .collect();
+    let asked = if unresolved.is_empty() {
+        BTreeMap::new()
+    } else {
+        aws.resolve_images(&unresolved).await
+    };
+    let want: Vec<Ran> = wanted
+        .iter()
+        .map(|w| {
+            let image = parse(w);
+            let digest = match (&image.digest, digests.get(&image.reference())) {
+                (Some(d), _) => Ok((d.clone(), How::Pinned)),
+                (None, Some(d)) => Ok((d.clone(), How::Tag)),
+                (None, None) => match asked.get(&image) {
+                    Some(ImageState::Found { digest, .. }) => Ok((digest.clone(), How::Tag)),
+                    Some(ImageState::Missing(why) | ImageState::Unknown(why)) => Err(why.clone()),
+                    None => Err("not resolved".into()),
+                },
+            };
+            Ran {
+                reference: short(w).to_string(),
+                digest,
+            }
         })
         .collect();
+    if let Some(w) = want.iter().find(|w| w.digest.is_err()) {
+        return Err(format!("{env}/{service} wants {}", w.describe()));
+    }
+
+    let have = source_images(aws, source, cluster, name, &view, &running).await;
+    let describe = |images: &[Ran]| -> String {
+        images
+            .iter()
+            .map(Ran::describe)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let same = |w: &Ran, h: &Ran| {
+        parse(&h.reference).repository == parse(&w.reference).repository
+            && matches!((&h.digest, &w.digest), (Ok((a, _)), Ok((b, _))) if a == b)
+    };
+    let missing: Vec<Ran> = want
+        .iter()
+        .filter(|w| !have.iter().any(|h| same(w, h)))
+        .cloned()
+        .collect();
     if !missing.is_empty() {
-        let missing: BTreeSet<String> = missing.into_iter().cloned().collect();
         return Err(format!(
             "{env}/{service} wants {}, which {source}/{service} does not run (it runs {}; {status})",
             describe(&missing),
@@ -226,11 +413,24 @@ async fn check_one(
             describe(&have)
         ));
     }
+    let matched: Vec<Ran> = have
+        .iter()
+        .filter(|h| want.iter().any(|w| same(w, h)))
+        .cloned()
+        .collect();
+    let how: Vec<&str> = matched
+        .iter()
+        .filter_map(|h| h.digest.as_ref().ok().map(|(_, how)| *how))
+        .collect::<BTreeSet<How>>()
+        .into_iter()
+        .map(How::text)
+        .collect();
     Ok(format!(
-        "{source}/{service} runs {} stable, {}/{} running",
-        describe(&wanted),
+        "{source}/{service} runs {} stable, {}/{} running ({})",
+        describe(&matched),
         view.running_count,
-        view.desired_count
+        view.desired_count,
+        how.join("; ")
     ))
 }
 
@@ -309,21 +509,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn images_compare_by_reference_and_digest() {
-        let digests = BTreeMap::from([("app:1.4.3".to_string(), "sha256:abc".to_string())]);
-        assert_eq!(short("1.dkr.ecr.r.amazonaws.com/app:1.4.3"), "app:1.4.3");
-        assert_eq!(
-            repository("1.dkr.ecr.r.amazonaws.com/app@sha256:abc"),
-            "app"
+    fn references_parse_as_ecr_images() {
+        let tagged = parse("1.dkr.ecr.r.amazonaws.com/app:1.4.3");
+        assert_eq!(tagged.reference(), "app:1.4.3");
+        assert_eq!(tagged.digest, None);
+        let pinned = parse("1.dkr.ecr.r.amazonaws.com/app@sha256:abc");
+        assert_eq!(pinned.repository, "app");
+        assert_eq!(pinned.digest.as_deref(), Some("sha256:abc"));
+        assert_eq!(parse("app").reference(), "app:latest");
+        assert_eq!(parse("localhost:5000/app:1").reference(), "app:1");
+    }
+
+    fn task(td: &str, digests: &[(&str, Option<&str>)]) -> RunningTask {
+        RunningTask {
+            task_definition: td.into(),
+            digests: digests
+                .iter()
+                .map(|(n, d)| (n.to_string(), d.map(str::to_string)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn task_digests_count_only_when_every_task_of_the_revision_reports_one() {
+        let arn = "arn:aws:ecs:r:1:task-definition/app-staging:3";
+        // No tasks (moto): unknown from tasks.
+        assert_eq!(task_digests(&[], "app-staging:3", "app"), None);
+        let a = task(arn, &[("app", Some("sha256:a"))]);
+        let b = task(arn, &[("app", Some("sha256:b"))]);
+        let pulling = task(arn, &[("app", None)]);
+        let old = task(
+            "arn:aws:ecs:r:1:task-definition/app-staging:2",
+            &[("app", Some("sha256:o"))],
         );
         assert_eq!(
-            digest("1.dkr.ecr.r.amazonaws.com/app:1.4.3", &digests),
-            Some("sha256:abc")
+            task_digests(&[a.clone(), old.clone()], "app-staging:3", "app"),
+            Some(BTreeSet::from(["sha256:a".to_string()]))
         );
-        assert_eq!(
-            digest("1.dkr.ecr.r.amazonaws.com/app@sha256:abc", &digests),
-            Some("sha256:abc")
-        );
-        assert_eq!(digest("1.dkr.ecr.r.amazonaws.com/app:9", &digests), None);
+        assert_eq!(task_digests(&[a.clone(), pulling], arn, "app"), None);
+        assert_eq!(task_digests(std::slice::from_ref(&a), arn, "sidecar"), None);
+        assert_eq!(task_digests(&[a, b], arn, "app").map(|s| s.len()), Some(2));
+        assert_eq!(task_digests(&[old], arn, "app"), None);
     }
 }

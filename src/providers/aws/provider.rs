@@ -253,6 +253,9 @@ impl Aws {
             create_service: self.counters.get(Counter::CreateService),
             update_service: self.counters.get(Counter::UpdateService),
             batch_get_image: self.counters.get(Counter::BatchGetImage),
+            describe_images: self.counters.get(Counter::DescribeImages),
+            list_tasks: self.counters.get(Counter::ListTasks),
+            describe_tasks: self.counters.get(Counter::DescribeTasks),
             list_secrets: s.list_secrets,
             get_secret_value: s.get_secret_value,
         }
@@ -608,6 +611,92 @@ impl Aws {
         let t = self.describe_task_definition(&running).await?;
         self.log_counts();
         Ok(Some((view, t)))
+    }
+
+    /// What ECR says about images now (one BatchGetImage per repository), for the promotion
+    /// rule.
+    pub(crate) async fn resolve_images(&self, images: &[Image]) -> BTreeMap<Image, ImageState> {
+        let mut by_repository: BTreeMap<&str, Vec<Image>> = BTreeMap::new();
+        for i in images {
+            by_repository
+                .entry(i.repository.as_str())
+                .or_default()
+                .push(i.clone());
+        }
+        let checks = by_repository
+            .iter()
+            .map(|(repo, set)| ecr_image::check(&self.ecr, &self.counters, repo, set));
+        let out = join_all(checks).await.into_iter().flatten().collect();
+        self.log_counts();
+        out
+    }
+
+    /// The digest an image reference names now and when that digest was pushed (`None`: ECR
+    /// has no such image), for the promotion rule.
+    pub(crate) async fn image_pushed(
+        &self,
+        image: &Image,
+    ) -> Result<Option<(String, Option<f64>)>, String> {
+        let out = ecr_image::pushed(&self.ecr, &self.counters, image).await;
+        self.log_counts();
+        out
+    }
+
+    /// The RUNNING tasks of a service and the image digest each container reports
+    /// (ListTasks + DescribeTasks, at most 100 tasks), for the promotion rule. moto starts no
+    /// tasks for services, so there it is always empty.
+    pub(crate) async fn running_tasks(
+        &self,
+        cluster: &str,
+        service: &str,
+    ) -> Result<Vec<super::promotion::RunningTask>, String> {
+        self.counters.add(Counter::ListTasks);
+        let listed = self
+            .ecs
+            .list_tasks()
+            .cluster(cluster)
+            .service_name(service)
+            .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+            .max_results(100)
+            .send()
+            .await
+            .map_err(|e| format!("ECS ListTasks failed: {}", describe(&e)))?;
+        let arns = listed.task_arns().to_vec();
+        if arns.is_empty() {
+            self.log_counts();
+            return Ok(Vec::new());
+        }
+        self.counters.add(Counter::DescribeTasks);
+        let rsp = self
+            .ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(arns))
+            .send()
+            .await
+            .map_err(|e| format!("ECS DescribeTasks failed: {}", describe(&e)))?;
+        self.log_counts();
+        let group = format!("service:{service}");
+        Ok(rsp
+            .tasks()
+            .iter()
+            // ListTasks filters by service on ECS (moto ignores the filter): check the group.
+            .filter(|t| t.group() == Some(group.as_str()))
+            .filter(|t| t.last_status() == Some("RUNNING"))
+            .map(|t| super::promotion::RunningTask {
+                task_definition: t.task_definition_arn().unwrap_or_default().to_string(),
+                digests: t
+                    .containers()
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.name().unwrap_or_default().to_string(),
+                            c.image_digest().map(str::to_string),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect())
     }
 
     /// DescribeTaskDefinition, normalised, cached by ARN (revisions are immutable).

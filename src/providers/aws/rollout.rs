@@ -228,6 +228,7 @@ mod tests {
             running_count: running,
             rollout_state: Some(state.into()),
             rollout_state_reason: None,
+            created_at: None,
         }
     }
 

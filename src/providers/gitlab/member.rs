@@ -112,14 +112,22 @@ pub async fn apply(
                 let all = read(client, project).await?;
                 Ok::<_, ApiErr>(all.into_iter().find(|m| m["id"].as_u64() == Some(id)))
             };
-            // "Member already exists" (an earlier attempt, or a race): set the level.
+            // "Member already exists" (an earlier attempt, a race, or the holder of a personal
+            // namespace, whom GitLab made an Owner when it created the project): set the
+            // level if it differs (GitLab refuses any update of the holder, even a no-op).
             if super::create_once(
                 || async { api::ignore(&add).query_async(client).await },
                 member,
             )
             .await?
             {
-                api::ignore(edit()).query_async(client).await?;
+                let have = member()
+                    .await?
+                    .and_then(|m| m["access_level"].as_u64())
+                    .map(name_of);
+                if have.as_deref() != want_str(step, "access") {
+                    api::ignore(edit()).query_async(client).await?;
+                }
             }
             Ok(())
         }

@@ -4,7 +4,8 @@
 //! Reads, per project: the project, its variables, its protected branches and its direct
 //! members (4 requests, paginated with per_page=100, concurrently). Users: one filtered lookup
 //! each, or one keyset listing when there are many. Plus `GET /user` once (the token's own user
-//! is never reported as unmanaged). A failed read makes the resource [`Observed::Unknown`].
+//! is never reported as unmanaged, nor is the holder of a project's personal namespace). A
+//! failed read makes the resource [`Observed::Unknown`].
 
 mod client;
 mod endpoints;
@@ -23,6 +24,7 @@ use http::StatusCode;
 use serde_json::Value as Json;
 
 pub use client::{Auth, ClientOptions, GitlabClient, TransportError};
+pub use variable::note_unknown_hidden;
 
 use crate::address::Address;
 use crate::live::{Desired, Live, LiveState, Observed};
@@ -357,6 +359,16 @@ impl Gitlab {
             .collect();
         let mut objects = Vec::new();
         let mut unmanaged = Vec::new();
+        // The holder of the personal namespace the project lives in: GitLab made them an Owner
+        // member and refuses to change or remove that membership (403), so, like the token's
+        // user, it is never reported as unmanaged nor pruned.
+        let holder = match &proj {
+            Ok(Some(j)) if j["namespace"]["kind"] == "user" => j["owner"]["username"]
+                .as_str()
+                .or_else(|| j["namespace"]["path"].as_str())
+                .map(str::to_lowercase),
+            _ => None,
+        };
         let project_state = match proj {
             Ok(Some(json)) => Observed::Present(project::live(&json)),
             Ok(None) => Observed::Absent,
@@ -404,8 +416,9 @@ impl Gitlab {
                         objects.push((d.address.clone(), observed));
                     }
                     for (address, live) in found {
-                        let mine = matches!(&address, Address::Member { user, .. } if Some(user.as_str()) == me);
-                        if !mine {
+                        let kept = matches!(&address, Address::Member { user, .. }
+                            if Some(user.as_str()) == me || Some(user) == holder.as_ref());
+                        if !kept {
                             unmanaged.push((address, live));
                         }
                     }

@@ -6,7 +6,11 @@
 //! Hidden variables read back as `value: null`: reconcile keeps the fingerprint of the value it
 //! last wrote at the end of the variable's description (` [reconcile fp=hmac-sha256:...]`), so
 //! the next run, on any machine with the same key, can tell whether the value changed. A hidden
-//! variable whose description lacks the marker has an unobservable value: it is not compared.
+//! variable whose description has no valid marker (edited in GitLab) has an unknown value: it
+//! reads as [`UNKNOWN_HIDDEN`], which differs from every desired value, so the plan rewrites it
+//! (an update that sends the value again and restores the marker) with a note saying why
+//! ([`note_unknown_hidden`]). Not detectable: a hidden value changed in GitLab with its marker
+//! left intact.
 
 use gitlab::api::projects::variables::{ProjectVariableFilter, ProjectVariableType};
 use std::collections::BTreeMap;
@@ -23,6 +27,30 @@ use crate::secret::{FingerprintKey, SecretValue};
 use crate::spec::variable::{Variable, VariableType};
 
 const MARKER: &str = " [reconcile fp=";
+
+/// The live value of a hidden variable without a valid marker: unknown, never equal to a
+/// desired value (a fingerprint has another form).
+pub const UNKNOWN_HIDDEN: &str = "unknown (hidden, no reconcile marker)";
+
+/// Notes the steps that rewrite a hidden variable because its value is unknown.
+pub fn note_unknown_hidden(plan: &mut crate::plan::Plan) {
+    for step in &mut plan.steps {
+        if !matches!(step.address, Address::Variable { .. })
+            || !matches!(step.action, Action::Update | Action::Replace)
+        {
+            continue;
+        }
+        let unknown = step.changes.iter().any(|c| {
+            c.field == "value"
+                && matches!(&c.before, Some(Value::Sensitive { sensitive }) if sensitive == UNKNOWN_HIDDEN)
+        });
+        if unknown {
+            step.notes.push(
+                "the hidden value cannot be read and the description has no valid `[reconcile fp=…]` marker (edited in GitLab?): the value is written again and the marker restored".into(),
+            );
+        }
+    }
+}
 
 pub fn desired(
     project: &str,
@@ -127,13 +155,14 @@ pub fn live(project: &str, j: &Json, desired: &[Desired], key: &FingerprintKey) 
             fields.insert("value".into(), Value::str(value));
         }
         None => {
-            if let Some(fp) = marker {
-                fields.insert(
-                    "value".into(),
-                    Value::Sensitive {
-                        sensitive: fp.to_string(),
-                    },
-                );
+            let sensitive = match marker.filter(|fp| crate::secret::is_fingerprint(fp)) {
+                Some(fp) => Some(fp.to_string()),
+                None if hidden => Some(UNKNOWN_HIDDEN.to_string()),
+                // A null value of a variable that is not hidden: nothing to compare.
+                None => None,
+            };
+            if let Some(sensitive) = sensitive {
+                fields.insert("value".into(), Value::Sensitive { sensitive });
             }
         }
     }

@@ -100,6 +100,35 @@ pub fn manifest(repo: &str, tag: &str) -> String {
     .to_string()
 }
 
+/// The digest moto gives [`manifest`]`(repo, content)`: the sha256 of its one layer digest.
+pub fn digest_of(repo: &str, content: &str) -> String {
+    let layer = format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(format!("{repo}:{content}")))
+    );
+    format!("sha256:{}", hex::encode(Sha256::digest(layer)))
+}
+
+/// Pushes [`manifest`]`(repo, content)` as `repo:tag` (the tag moves if it names another
+/// image); returns its digest.
+pub fn push_image(moto: &Moto, repo: &str, tag: &str, content: &str) -> String {
+    runtime().block_on(async {
+        let ecr = aws_sdk_ecr::Client::new(&moto.sdk_config().await);
+        ecr.put_image()
+            .repository_name(repo)
+            .image_tag(tag)
+            .image_manifest(manifest(repo, content))
+            .send()
+            .await
+            .expect("put image")
+            .image()
+            .and_then(|i| i.image_id())
+            .and_then(|i| i.image_digest())
+            .expect("a digest")
+            .to_string()
+    })
+}
+
 pub fn seed(moto: &Moto, seed: &Seed<'_>) {
     runtime().block_on(async {
         let config = moto.sdk_config().await;
@@ -257,6 +286,23 @@ pub fn revisions(moto: &Moto, family: &str) -> Vec<String> {
             .expect("list task definitions")
             .task_definition_arns()
             .to_vec()
+    })
+}
+
+/// The image of a task definition's first container.
+pub fn image_of(moto: &Moto, task_definition: &str) -> String {
+    runtime().block_on(async {
+        let ecs = aws_sdk_ecs::Client::new(&moto.sdk_config().await);
+        ecs.describe_task_definition()
+            .task_definition(task_definition)
+            .send()
+            .await
+            .expect("describe task definition")
+            .task_definition()
+            .and_then(|t| t.container_definitions().first())
+            .and_then(|c| c.image())
+            .unwrap_or_default()
+            .to_string()
     })
 }
 

@@ -104,6 +104,22 @@ impl Gitlab {
         self.emu().clear_faults();
     }
 
+    /// The emulator's whole state (`GET /-/emulator/state`), e.g. to read a hidden variable's
+    /// value, which the API never returns.
+    pub fn state(&self) -> Value {
+        let url = format!("{}/-/emulator/state", self.url());
+        self.rt.block_on(async {
+            self.http
+                .get(url)
+                .send()
+                .await
+                .expect("emulator answers")
+                .json()
+                .await
+                .expect("JSON state")
+        })
+    }
+
     /// A REST call as an admin; returns (status, JSON body or Null).
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         self.api_as(TOKEN, method, path, body)
