@@ -42,9 +42,7 @@ pub fn run(args: &PlanArgs) -> Exit {
     print_plan(&planned, args.json);
     if let Some(out) = &args.out {
         let attestation = pipeline::author_attestation(&planned.plan, &settings);
-        if let Err(e) =
-            crate::files::write_atomic(out, planned.plan.to_file(attestation.as_deref()).as_bytes())
-        {
+        if let Err(e) = planned.plan.write_file(out, attestation.as_deref()) {
             eprintln!("error: cannot write the plan file `{}`: {e}", out.display());
             return Exit::Error;
         }

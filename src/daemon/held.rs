@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use crate::approve::{self, Approvals};
-use crate::files::write_atomic;
 use crate::plan::{Plan, PlanFile};
 
 pub struct HeldPlan {
@@ -93,9 +92,7 @@ impl Held {
     ) -> std::io::Result<HeldPlan> {
         let path = self.path(scope);
         let _ = std::fs::remove_file(approve::approvals_path(&path));
-        let text = plan.to_file(author_attestation);
-        write_atomic(&path, text.as_bytes())?;
-        let file = Plan::from_file(&text).map_err(std::io::Error::other)?;
+        let file = plan.write_file(&path, author_attestation)?;
         Ok(HeldPlan {
             scope: scope.to_string(),
             path,

@@ -390,6 +390,18 @@ impl Plan {
         serde_json::to_string_pretty(&file).expect("plan serialises") + "\n"
     }
 
+    /// Writes the plan file at `path` atomically and returns it as a reader will see it: the
+    /// one writer of plan files (`reconcile plan --out`, the daemon's held plans).
+    pub fn write_file(
+        &self,
+        path: &std::path::Path,
+        author_attestation: Option<&str>,
+    ) -> std::io::Result<PlanFile> {
+        let text = self.to_file(author_attestation);
+        crate::files::write_atomic(path, text.as_bytes())?;
+        Self::from_file(&text).map_err(std::io::Error::other)
+    }
+
     /// Reads a plan file, refusing one whose body does not match its hash.
     pub fn from_file(text: &str) -> Result<PlanFile, PlanFileError> {
         #[derive(Deserialize)]
