@@ -161,10 +161,11 @@ pub fn note_revisions(plan: &mut Plan, desired: &[Desired]) {
         let family = want_str(&step.desired, "family")
             .unwrap_or_default()
             .to_string();
+        // Apply reuses an ACTIVE revision with the same content (a rollback to an earlier
+        // image, say) instead of registering one: the note says both.
         let note = match step.action {
-            Action::Update => format!("registers a new revision of {family}"),
-            Action::Create => format!(
-                "registers a revision of {family} (or reuses an ACTIVE one with the same content)"
+            Action::Update | Action::Create => format!(
+                "registers a new revision of {family}, or reuses an ACTIVE one with the same content"
             ),
             _ => continue,
         };
