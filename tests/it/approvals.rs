@@ -377,7 +377,7 @@ fn ssh_agent_signs_with_the_public_key_file() {
                 "--sign",
                 public.to_str().unwrap(),
             ],
-            &[sock.clone()],
+            std::slice::from_ref(&sock),
         );
         assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     }

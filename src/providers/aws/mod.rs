@@ -201,6 +201,55 @@ where
     }
 }
 
+/// Checks, once, that AWS answers and that the credentials are for the account
+/// `reconcile.yaml` names (`sts:GetCallerIdentity`). One line on failure: unreachable endpoint,
+/// missing credentials, or another account. Returns the account id.
+pub async fn preflight(settings: Option<&AwsSettings>) -> Result<String, String> {
+    let config = sdk_config(settings).await;
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_STS")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok()
+        .filter(|e| !e.is_empty());
+    let where_ = match (&endpoint, config.region()) {
+        (Some(e), _) => format!("AWS at {e}"),
+        (None, Some(r)) => format!("AWS STS in {r}"),
+        (None, None) => "AWS STS".to_string(),
+    };
+    let sts = aws_sdk_sts::Client::new(&config);
+    let identity = match sts.get_caller_identity().send().await {
+        Ok(i) => i,
+        Err(e) => {
+            let detail = DisplayErrorContext(&e).to_string();
+            let cause = match &e {
+                SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
+                    "no connection (refused, unreachable or timed out); check AWS_ENDPOINT_URL and the network".to_string()
+                }
+                _ if detail.contains("credentials") || detail.contains("Credentials") => {
+                    "no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where an instance role applies".to_string()
+                }
+                SdkError::ServiceError(s) => format!(
+                    "{}: {}",
+                    s.err().code().unwrap_or("error"),
+                    s.err().message().unwrap_or("no message")
+                ),
+                _ => detail.lines().next().unwrap_or("failed").to_string(),
+            };
+            return Err(format!(
+                "cannot verify the AWS credentials with {where_}: {cause}"
+            ));
+        }
+    };
+    let account = identity.account().unwrap_or_default().to_string();
+    if let Some(want) = settings.and_then(|s| s.account_id.as_deref())
+        && want != account
+    {
+        return Err(format!(
+            "the AWS credentials are for account {account}, but reconcile.yaml names aws.account_id {want}: use credentials of account {want}, or correct aws.account_id"
+        ));
+    }
+    Ok(account)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -252,53 +301,4 @@ mod tests {
         );
         assert_eq!(region(&[], None), None);
     }
-}
-
-/// Checks, once, that AWS answers and that the credentials are for the account
-/// `reconcile.yaml` names (`sts:GetCallerIdentity`). One line on failure: unreachable endpoint,
-/// missing credentials, or another account. Returns the account id.
-pub async fn preflight(settings: Option<&AwsSettings>) -> Result<String, String> {
-    let config = sdk_config(settings).await;
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_STS")
-        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-        .ok()
-        .filter(|e| !e.is_empty());
-    let where_ = match (&endpoint, config.region()) {
-        (Some(e), _) => format!("AWS at {e}"),
-        (None, Some(r)) => format!("AWS STS in {r}"),
-        (None, None) => "AWS STS".to_string(),
-    };
-    let sts = aws_sdk_sts::Client::new(&config);
-    let identity = match sts.get_caller_identity().send().await {
-        Ok(i) => i,
-        Err(e) => {
-            let detail = DisplayErrorContext(&e).to_string();
-            let cause = match &e {
-                SdkError::DispatchFailure(d) if d.is_io() || d.is_timeout() => {
-                    "no connection (refused, unreachable or timed out); check AWS_ENDPOINT_URL and the network".to_string()
-                }
-                _ if detail.contains("credentials") || detail.contains("Credentials") => {
-                    "no usable AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run where an instance role applies".to_string()
-                }
-                SdkError::ServiceError(s) => format!(
-                    "{}: {}",
-                    s.err().code().unwrap_or("error"),
-                    s.err().message().unwrap_or("no message")
-                ),
-                _ => detail.lines().next().unwrap_or("failed").to_string(),
-            };
-            return Err(format!(
-                "cannot verify the AWS credentials with {where_}: {cause}"
-            ));
-        }
-    };
-    let account = identity.account().unwrap_or_default().to_string();
-    if let Some(want) = settings.and_then(|s| s.account_id.as_deref())
-        && want != account
-    {
-        return Err(format!(
-            "the AWS credentials are for account {account}, but reconcile.yaml names aws.account_id {want}: use credentials of account {want}, or correct aws.account_id"
-        ));
-    }
-    Ok(account)
 }
