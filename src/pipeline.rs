@@ -636,7 +636,7 @@ pub async fn plan(dir: &Path, settings: &Settings) -> Result<Planned, PipelineEr
     // only when someone must be named: a gated scope or a promotion override in the plan (a
     // plan of an ungated scope without GitLab never contacts GitLab). Without a GitLab token
     // or CI job the author stays unverified, and gates that forbid self-approval refuse it.
-    let gates = crate::approve::Gates::new(&planned.state.config, &planned.trusted);
+    let gates = crate::approve::Gates::for_state(&planned.state, &planned.trusted);
     let needs_author = planned.identity.is_some()
         || settings.ci.is_some()
         || (settings.gitlab_token.is_some()

@@ -7,7 +7,7 @@
 //! recorded digest (a new desired state is held until approved), and a gate changed in
 //! `reconcile.yaml` needs the approvers of the recorded gate too.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,11 @@ pub struct ScopeRecord {
     pub plan_sha256: String,
     /// RFC 3339.
     pub at: String,
+    /// What the scope writes to (e.g. `ecs cluster cloud-design-cluster-prod`): a scope under
+    /// another name that writes there is under this gate too (renaming an environment, or
+    /// pointing another one at its cluster, does not shed its gate).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub targets: BTreeSet<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -112,11 +117,17 @@ impl Trusted {
         self.scopes.get(scope).map(|r| &r.gate)
     }
 
+    pub fn records(&self) -> impl Iterator<Item = (&str, &ScopeRecord)> {
+        self.scopes.iter().map(|(s, r)| (s.as_str(), r))
+    }
+
     pub fn scopes(&self) -> impl Iterator<Item = &str> {
         self.scopes.keys().map(String::as_str)
     }
 
     /// Records the approved apply of `scope` (attested), keeping the other scopes' records.
+    /// Targets now written by `scope` move to it: the apply passed the gates of the scopes
+    /// that had them (inherited gates), so those gates no longer follow them.
     pub fn record(
         state_dir: &Path,
         key: &FingerprintKey,
@@ -128,6 +139,14 @@ impl Trusted {
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
+        for (other, entry) in file.scopes.iter_mut() {
+            let verified = key.verify(PURPOSE, &message(other, &entry.record), &entry.attestation);
+            if other == scope || !verified || entry.record.targets.is_disjoint(&record.targets) {
+                continue;
+            }
+            entry.record.targets.retain(|t| !record.targets.contains(t));
+            entry.attestation = key.attest(PURPOSE, &message(other, &entry.record));
+        }
         let attestation = key.attest(PURPOSE, &message(scope, &record));
         file.scopes.insert(
             scope.to_string(),
@@ -156,6 +175,7 @@ mod tests {
             revision: "r".into(),
             plan_sha256: "p".into(),
             at: "2026-12-04T00:00:00Z".into(),
+            targets: Default::default(),
         }
     }
 

@@ -552,7 +552,7 @@ async fn promotion(
 pub fn record_applied(
     approved: &ApprovedPlan,
     outcomes: &BTreeMap<Address, crate::apply::Outcome>,
-    config: &crate::spec::config::Config,
+    state: &DesiredState,
     state_dir: &std::path::Path,
     key: Option<&FingerprintKey>,
     now: SystemTime,
@@ -575,13 +575,17 @@ pub fn record_applied(
         if !complete {
             continue;
         }
-        let gate = approve::gate(config, scope).cloned().unwrap_or_default();
+        let gate = approve::gate(&state.config, scope)
+            .cloned()
+            .unwrap_or_default();
+        let targets = approve::targets(state).remove(scope).unwrap_or_default();
         let record = crate::trust::ScopeRecord {
             digest: digest.clone(),
             gate,
             revision: plan.revision.clone(),
             plan_sha256: approved.hash.clone(),
             at: humantime::format_rfc3339_seconds(now).to_string(),
+            targets,
         };
         crate::trust::Trusted::record(state_dir, key, scope, record)
             .map_err(|e| format!("cannot record the approved apply of {scope}: {e}"))?;

@@ -178,6 +178,20 @@ pub struct ScopeGate {
     pub gate: Gate,
     /// The recorded gate in force, which `reconcile.yaml` changes.
     pub in_force: bool,
+    /// The recorded gate of another scope whose targets this scope writes to.
+    pub inherited_from: Option<String>,
+}
+
+/// What each scope writes to, from the desired state: an environment's ECS clusters. The
+/// gate recorded for a target follows it whatever the scope is called.
+pub fn targets(state: &crate::spec::DesiredState) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for s in &state.services {
+        out.entry(s.spec.environment.clone())
+            .or_default()
+            .insert(format!("ecs cluster {}", s.spec.cluster));
+    }
+    out
 }
 
 impl Gates {
@@ -196,16 +210,46 @@ impl Gates {
                     list.push(ScopeGate {
                         gate: recorded.clone(),
                         in_force: true,
+                        inherited_from: None,
                     });
                 }
                 list.push(ScopeGate {
                     gate: current,
                     in_force: false,
+                    inherited_from: None,
                 });
                 (scope, list)
             })
             .collect();
         Self { by_scope }
+    }
+
+    /// The gates of the desired state: those of [`Gates::new`] and, for each scope, the
+    /// recorded gate of every other scope whose targets (ECS clusters) it now writes to.
+    pub fn for_state(state: &crate::spec::DesiredState, trusted: &Trusted) -> Self {
+        Self::new(&state.config, trusted).with_targets(trusted, &targets(state))
+    }
+
+    /// Adds to each scope the recorded gates of other scopes that had any of its targets.
+    pub fn with_targets(
+        mut self,
+        trusted: &Trusted,
+        targets: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Self {
+        for (scope, mine) in targets {
+            for (other, record) in trusted.records() {
+                if other == scope || record.targets.is_disjoint(mine) || record.gate.required == 0 {
+                    continue;
+                }
+                let list = self.by_scope.entry(scope.clone()).or_default();
+                list.push(ScopeGate {
+                    gate: record.gate.clone(),
+                    in_force: true,
+                    inherited_from: Some(other.to_string()),
+                });
+            }
+        }
+        self
     }
 
     /// Every gate of a scope needs at least `min` approvals (the daemon's held plans need one
@@ -216,6 +260,7 @@ impl Gates {
                 vec![ScopeGate {
                     gate: Gate::default(),
                     in_force: false,
+                    inherited_from: None,
                 }]
             });
             for g in list {
@@ -358,10 +403,14 @@ pub fn check(
             if g.gate.required == 0 {
                 continue;
             }
-            let label = if g.in_force {
-                format!("{scope} (under the gate in force, which reconcile.yaml changes)")
-            } else {
-                scope.clone()
+            let label = match (&g.inherited_from, g.in_force) {
+                (Some(other), _) => {
+                    format!("{scope} (under the gate of {other}, whose targets it writes to)")
+                }
+                (None, true) => {
+                    format!("{scope} (under the gate in force, which reconcile.yaml changes)")
+                }
+                (None, false) => scope.clone(),
             };
             if !g.gate.allow_self_approval
                 && let VerifiedAuthor::Unknown(why) = author

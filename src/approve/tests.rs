@@ -147,6 +147,7 @@ fn a_lowered_gate_still_needs_the_approvers_of_the_gate_in_force() {
             revision: "content:0".into(),
             plan_sha256: "00".into(),
             at: "2026-12-04T00:00:00Z".into(),
+            targets: Default::default(),
         },
     )
     .unwrap();
@@ -496,4 +497,61 @@ fn a_promotion_override_of_an_unverified_author_is_refused_where_self_approval_i
         check(&gates(&c), &plan, &alice, &by_bob, &BTreeSet::new()),
         Ok(())
     );
+}
+
+/// The gate of production follows its cluster: renaming the environment, or pointing staging
+/// at production's cluster, does not shed it. Once such a change is approved under that gate,
+/// the targets move to the new scope.
+#[test]
+fn a_recorded_gate_follows_its_targets_under_another_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = FingerprintKey::new("k");
+    let prod_cluster = "ecs cluster prod".to_string();
+    let gate: Gate = serde_json::from_value(prod_gate()["approval"].clone()).unwrap();
+    let record = |targets: &[&String]| crate::trust::ScopeRecord {
+        digest: "sha256:x".into(),
+        gate: gate.clone(),
+        revision: "content:0".into(),
+        plan_sha256: "00".into(),
+        at: "2026-12-04T00:00:00Z".into(),
+        targets: targets.iter().map(|t| t.to_string()).collect(),
+    };
+    Trusted::record(dir.path(), &key, "production", record(&[&prod_cluster])).unwrap();
+    let (trusted, _) = Trusted::load(dir.path(), Some(&key));
+    // reconcile.yaml now has no gate on `prod-x` (production renamed) nor on staging.
+    let c = config(serde_json::json!({}));
+    let targets = |scope: &str, t: &[&String]| {
+        BTreeMap::from([(scope.to_string(), t.iter().map(|x| x.to_string()).collect())])
+    };
+    let author = VerifiedAuthor::Known(user(1, "alice"));
+    for scope in ["prod-x", "staging"] {
+        let gates =
+            Gates::new(&c, &trusted).with_targets(&trusted, &targets(scope, &[&prod_cluster]));
+        assert_eq!(gates.required(scope), 2, "{scope}");
+        let problems = check(&gates, &plan_in(scope), &author, &[], &BTreeSet::new()).unwrap_err();
+        assert!(
+            problems[0].contains("under the gate of production, whose targets it writes to"),
+            "{problems:?}"
+        );
+        // Positive control: production's approvers pass it.
+        let both = [verified(user(2, "bob")), verified(user(3, "carol"))];
+        assert_eq!(
+            check(&gates, &plan_in(scope), &author, &both, &BTreeSet::new()),
+            Ok(())
+        );
+    }
+    // Another cluster: no inherited gate.
+    let other = "ecs cluster staging".to_string();
+    let gates = Gates::new(&c, &trusted).with_targets(&trusted, &targets("staging", &[&other]));
+    assert_eq!(gates.required("staging"), 0);
+    // Once prod-x's apply is recorded (it passed production's gate), the cluster moves to it.
+    let mut moved = record(&[&prod_cluster]);
+    moved.gate = Gate::default();
+    Trusted::record(dir.path(), &key, "prod-x", moved).unwrap();
+    let (trusted, warnings) = Trusted::load(dir.path(), Some(&key));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let gates =
+        Gates::new(&c, &trusted).with_targets(&trusted, &targets("prod-x", &[&prod_cluster]));
+    assert_eq!(gates.required("prod-x"), 0);
+    assert!(trusted.get("production").unwrap().targets.is_empty());
 }

@@ -118,7 +118,7 @@ pub fn run(args: &ApplyArgs) -> Exit {
                 (Source::Fresh { plan: p.plan, author }, p.state, p.graph, p.providers, p.desired, p.aws, p.gitlab, p.trusted)
             }
         };
-        let gates = Gates::new(&state.config, &trusted);
+        let gates = Gates::for_state(&state, &trusted);
         let own_client = match &gitlab {
             Some(_) => None,
             None => pipeline::directory_client(&state, &settings),
@@ -171,7 +171,7 @@ pub fn run(args: &ApplyArgs) -> Exit {
         let report = apply::run(&approved, &providers, &desired, &graph, Some(&session.journal), None, &|step, outcome| progress.step(step, outcome)).await;
         progress.finish();
         print_report(&report);
-        match verify::record_applied(&approved, &report.outcomes, &state.config, &state_dir, key.as_ref(), std::time::SystemTime::now()) {
+        match verify::record_applied(&approved, &report.outcomes, &state, &state_dir, key.as_ref(), std::time::SystemTime::now()) {
             Ok(_) => {}
             Err(e) => eprintln!("warning: {e}"),
         }

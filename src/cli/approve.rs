@@ -89,7 +89,7 @@ pub fn run(args: &ApproveArgs) -> Exit {
             _ => VerifiedAuthor::Unknown("unverified".into()),
         };
         let (trusted, _) = crate::trust::Trusted::load(&state_dir, settings.key().as_ref());
-        let gates = approve::Gates::new(&state.config, &trusted);
+        let gates = approve::Gates::for_state(&state, &trusted);
         let scopes = match approve::eligible_scopes(
             &gates,
             &file.plan,

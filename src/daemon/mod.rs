@@ -392,7 +392,8 @@ impl Daemon {
         };
         cycle.revision = Some(planned.plan.revision.clone());
         let config = planned.state.config.clone();
-        let gates = Gates::new(&config, &planned.trusted).at_least(&held_scopes(&config), 1);
+        let gates =
+            Gates::for_state(&planned.state, &planned.trusted).at_least(&held_scopes(&config), 1);
         let context = Arc::new(Context {
             gitlab_url: self.options.settings.gitlab_url(&planned.state),
             directory: pipeline::directory_client(&planned.state, &self.options.settings),
@@ -736,7 +737,7 @@ impl Daemon {
             if let Err(e) = verify::record_applied(
                 approved,
                 &report.outcomes,
-                &planned.state.config,
+                &planned.state,
                 state_dir,
                 key.as_ref(),
                 SystemTime::now(),

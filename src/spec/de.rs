@@ -174,6 +174,9 @@ fn expected_in_words(exp: &str) -> String {
 pub const CREDENTIALS_HELP: &str = "credentials are never read from spec files: GitLab's token comes from GITLAB_TOKEN, secret values from AWS Secrets Manager (`from: {secret: ...}`)";
 
 fn unknown_field(field: &str, expected: &[&str]) -> DeError {
+    // A backtick in a (complex) key would end the quote early and leave the rest of it outside
+    // the masking of quoted text.
+    let field = &field.replace('`', "'");
     let lower = field.to_lowercase();
     if ["token", "password", "secret_value", "private_key"]
         .iter()

@@ -186,6 +186,9 @@ fn bounded_hiding(message: &str, secrets: &[&str]) -> String {
             super::redact::MASK.into()
         } else if quoted {
             super::redact::mask_inline(part)
+        } else if part.contains("PRIVATE KEY") {
+            // Unquoted text is the message's own; a key block in it came from the file.
+            super::redact::MASK.into()
         } else {
             part.into()
         };

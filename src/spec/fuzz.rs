@@ -179,7 +179,18 @@ fn apply(text: &mut String, edit: &Edit) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // A fixed seed in the suite (CI must not fail at random); `PROPTEST_RNG_SEED=random
+    // PROPTEST_CASES=40000 cargo test --lib spec::fuzz` explores. Failures found are kept in
+    // proptest-regressions/ and always re-run.
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        rng_seed: if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
+            ProptestConfig::default().rng_seed
+        } else {
+            proptest::test_runner::RngSeed::Fixed(20_261_204)
+        },
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn arbitrary_bytes_never_panic_and_every_error_is_located(

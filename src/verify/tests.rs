@@ -472,6 +472,7 @@ async fn a_correction_passes_a_gate_only_under_a_standing_approval() {
             revision: "content:0".into(),
             plan_sha256: "00".into(),
             at: "2026-12-04T00:00:00Z".into(),
+            targets: Default::default(),
         },
     )
     .unwrap();
