@@ -383,3 +383,69 @@ fn a_wrong_aws_account_is_refused_before_anything_is_read() {
     );
     w.expect(&["plan", "--env", "staging"], 2);
 }
+
+/// The gate of production follows its cluster: after an approved apply of production, someone
+/// who renames the environment in the desired state (and drops its gate) still needs
+/// production's approvers to change what runs on production's cluster.
+#[test]
+fn renaming_an_environment_does_not_shed_its_gate() {
+    let w = World::new();
+    w.expect(&["apply", "--auto-approve", "--env", "staging"], 0);
+    w.ws.edit(
+        "reconcile.yaml",
+        "      required: 0\n      approvers: [root, ops-lead, sre-oncall]",
+        "      required: 1\n      approvers: [root, ops-lead, sre-oncall]",
+        1,
+    );
+    let ops_lead = w.gitlab.person("ops-lead", false);
+    let key = ops_lead.key.to_str().unwrap();
+    w.expect(&["plan", "--env", "production", "--out", "plan.json"], 2);
+    w.expect(&["approve", "plan.json", "--sign", key], 0);
+    w.expect(&["apply", "plan.json", "--env", "production"], 0);
+
+    // The rename, gate dropped, and a change to production's cluster.
+    w.ws.edit("reconcile.yaml", "  production:\n", "  prodx:\n", 1);
+    w.ws.edit(
+        "reconcile.yaml",
+        "      required: 1\n      approvers: [root, ops-lead, sre-oncall]",
+        "      required: 0\n      approvers: [root, ops-lead, sre-oncall]",
+        1,
+    );
+    w.ws.edit(
+        "aws/production.yaml",
+        "environment: production",
+        "environment: prodx",
+        3,
+    );
+    w.ws.edit(
+        "aws/production.yaml",
+        "    service_name: billing-app-service-production\n    launch_type: EC2\n    desired_count: 2\n",
+        "    service_name: billing-app-service-production\n    launch_type: EC2\n    desired_count: 1\n",
+        1,
+    );
+    let refused = w.expect(&["apply", "--auto-approve", "--env", "prodx"], 1);
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains(
+            "prodx (under the gate of production, whose targets it writes to) needs 1 approval(s)"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        service(&w.moto, PROD, "billing-app-service-production")
+            .unwrap()
+            .1,
+        2,
+        "nothing written"
+    );
+    // Positive control: production's approver approves the change.
+    w.expect(&["plan", "--env", "prodx", "--out", "plan.json"], 2);
+    w.expect(&["approve", "plan.json", "--sign", key], 0);
+    w.expect(&["apply", "plan.json", "--env", "prodx"], 0);
+    assert_eq!(
+        service(&w.moto, PROD, "billing-app-service-production")
+            .unwrap()
+            .1,
+        1
+    );
+}
