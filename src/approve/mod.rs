@@ -227,7 +227,37 @@ impl Gates {
     /// The gates of the desired state: those of [`Gates::new`] and, for each scope, the
     /// recorded gate of every other scope whose targets (ECS clusters) it now writes to.
     pub fn for_state(state: &crate::spec::DesiredState, trusted: &Trusted) -> Self {
-        Self::new(&state.config, trusted).with_targets(trusted, &targets(state))
+        let targets = targets(state);
+        Self::new(&state.config, trusted)
+            .with_targets(trusted, &targets)
+            .with_shared_targets(&state.config, &targets)
+    }
+
+    /// Scopes of the desired state that write to the same target are each under the other's
+    /// gate in `reconcile.yaml` (an ungated environment pointed at production's cluster).
+    pub fn with_shared_targets(
+        mut self,
+        config: &Config,
+        targets: &BTreeMap<String, BTreeSet<String>>,
+    ) -> Self {
+        for (scope, mine) in targets {
+            for (other, theirs) in targets {
+                if other == scope || mine.is_disjoint(theirs) {
+                    continue;
+                }
+                if let Some(g) = gate(config, other).filter(|g| g.required > 0) {
+                    self.by_scope
+                        .entry(scope.clone())
+                        .or_default()
+                        .push(ScopeGate {
+                            gate: g.clone(),
+                            in_force: false,
+                            inherited_from: Some(other.clone()),
+                        });
+                }
+            }
+        }
+        self
     }
 
     /// Adds to each scope the recorded gates of other scopes that had any of its targets.

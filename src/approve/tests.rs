@@ -555,3 +555,34 @@ fn a_recorded_gate_follows_its_targets_under_another_name() {
     assert_eq!(gates.required("prod-x"), 0);
     assert!(trusted.get("production").unwrap().targets.is_empty());
 }
+
+#[test]
+fn an_environment_writing_to_another_ones_target_is_under_its_gate_too() {
+    let c = config(prod_gate());
+    let cluster = BTreeSet::from(["ecs cluster prod".to_string()]);
+    let targets = BTreeMap::from([
+        ("staging".to_string(), cluster.clone()),
+        ("production".to_string(), cluster),
+    ]);
+    let gates = gates(&c).with_shared_targets(&c, &targets);
+    assert_eq!(gates.required("staging"), 2);
+    let author = VerifiedAuthor::Known(user(1, "alice"));
+    assert!(check(&gates, &plan_in("staging"), &author, &[], &BTreeSet::new()).is_err());
+    // Positive control: its own cluster only.
+    let own = BTreeMap::from([
+        (
+            "staging".to_string(),
+            BTreeSet::from(["ecs cluster staging".to_string()]),
+        ),
+        (
+            "production".to_string(),
+            BTreeSet::from(["ecs cluster prod".to_string()]),
+        ),
+    ]);
+    let gates = gates_of(&c).with_shared_targets(&c, &own);
+    assert_eq!(gates.required("staging"), 0);
+}
+
+fn gates_of(config: &Config) -> Gates {
+    Gates::new(config, &Trusted::default())
+}
