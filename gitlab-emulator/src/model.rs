@@ -289,31 +289,33 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    /// `Entities::Member`: the user's basic fields plus the membership's.
+    /// `Entities::Member` (`lib/api/entities/member.rb`): the user's basic
+    /// fields plus the membership's; `ee` adds what `EE::API::Entities::Member` does.
     pub fn to_json(
         &self,
         user: &User,
         creator: Option<&User>,
         base_url: &str,
         admin_view: bool,
+        ee: bool,
     ) -> Value {
         let mut v = user.to_json(base_url, UserView::Basic);
         let o = v.as_object_mut().expect("object literal");
         o.insert("access_level".into(), json!(self.access_level));
         o.insert("created_at".into(), json!(self.created_at));
-        o.insert(
-            "created_by".into(),
-            match creator {
-                Some(c) => c.to_json(base_url, UserView::Basic),
-                None => Value::Null,
-            },
-        );
+        // `expose :created_by, expose_nil: false`
+        if let Some(c) = creator {
+            o.insert("created_by".into(), c.to_json(base_url, UserView::Basic));
+        }
         o.insert("expires_at".into(), json!(self.expires_at));
-        o.insert("group_saml_identity".into(), Value::Null);
-        o.insert("membership_state".into(), json!("active"));
-        o.insert("member_role".into(), Value::Null);
-        if admin_view {
-            o.insert("email".into(), json!(user.email));
+        // EE::API::Entities::Member only: `membership_state` and, for admins,
+        // `email`. `member_role` is `expose_nil: false` (no custom roles here)
+        // and `group_saml_identity` needs group SAML, so neither is ever sent.
+        if ee {
+            o.insert("membership_state".into(), json!("active"));
+            if admin_view {
+                o.insert("email".into(), json!(user.email));
+            }
         }
         v
     }
@@ -341,15 +343,23 @@ pub(crate) fn access_level_description(level: i64) -> &'static str {
 }
 
 impl RefAccess {
-    pub fn to_json(&self) -> Value {
-        json!({
+    /// `Entities::ProtectedRefAccess`: `deploy_key_id` only where the table has
+    /// the column (push rules); `user_id`/`group_id` come from the EE module.
+    pub fn to_json(&self, with_deploy_key: bool, ee: bool) -> Value {
+        let mut v = json!({
             "id": self.id,
             "access_level": self.access_level,
             "access_level_description": access_level_description(self.access_level),
-            "deploy_key_id": self.deploy_key_id,
-            "user_id": self.user_id,
-            "group_id": self.group_id,
-        })
+        });
+        let o = v.as_object_mut().expect("object literal");
+        if with_deploy_key {
+            o.insert("deploy_key_id".into(), json!(self.deploy_key_id));
+        }
+        if ee {
+            o.insert("user_id".into(), json!(self.user_id));
+            o.insert("group_id".into(), json!(self.group_id));
+        }
+        v
     }
 }
 
@@ -365,16 +375,21 @@ pub(crate) struct ProtectedBranch {
 }
 
 impl ProtectedBranch {
-    /// `Entities::ProtectedBranch` as CE renders it (no `unprotect_access_levels`).
-    pub fn to_json(&self) -> Value {
-        json!({
+    /// `Entities::ProtectedBranch` (`lib/api/entities/protected_branch.rb`);
+    /// `code_owner_approval_required` only with `ee` (EE module). No
+    /// `unprotect_access_levels` in either.
+    pub fn to_json(&self, ee: bool) -> Value {
+        let mut v = json!({
             "id": self.id,
             "name": self.name,
-            "push_access_levels": self.push_access_levels.iter().map(RefAccess::to_json).collect::<Vec<_>>(),
-            "merge_access_levels": self.merge_access_levels.iter().map(RefAccess::to_json).collect::<Vec<_>>(),
+            "push_access_levels": self.push_access_levels.iter().map(|a| a.to_json(true, ee)).collect::<Vec<_>>(),
+            "merge_access_levels": self.merge_access_levels.iter().map(|a| a.to_json(false, ee)).collect::<Vec<_>>(),
             "allow_force_push": self.allow_force_push,
-            "code_owner_approval_required": self.code_owner_approval_required,
-        })
+        });
+        if ee {
+            v["code_owner_approval_required"] = json!(self.code_owner_approval_required);
+        }
+        v
     }
 }
 
