@@ -532,6 +532,12 @@ impl Project {
         }
     }
 
+    /// `Project#default_branch_or_main`: the repository's default branch, or
+    /// the instance default (`main`) while the repository is empty.
+    pub fn default_branch_or_main(&self) -> &str {
+        self.default_branch.as_deref().unwrap_or("main")
+    }
+
     pub fn member(&self, user_id: u64) -> Option<&Member> {
         self.members.iter().find(|m| m.user_id == user_id)
     }
@@ -570,13 +576,14 @@ impl Project {
             "path_with_namespace": pwn,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
-            "default_branch": self.default_branch,
+            // `BasicProjectDetails`: `expose :default_branch_or_main, as: :default_branch`
+            "default_branch": self.default_branch_or_main(),
             "tag_list": self.topics,
             "topics": self.topics,
             "ssh_url_to_repo": format!("git@{host}:{pwn}.git"),
             "http_url_to_repo": format!("{web_url}.git"),
             "web_url": web_url,
-            "readme_url": self.default_branch.as_ref().map(|b| format!("{web_url}/-/blob/{b}/README.md")),
+            "readme_url": (!self.branches.is_empty()).then(|| format!("{web_url}/-/blob/{}/README.md", self.default_branch_or_main())),
             "forks_count": 0,
             "avatar_url": Value::Null,
             "star_count": 0,

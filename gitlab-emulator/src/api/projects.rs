@@ -253,7 +253,7 @@ fn apply_settings(
 
 /// Creates the automatic protection of the default branch (Maintainers push
 /// and merge, no force push), as `default_branch_protection_defaults` does.
-fn default_protection(state: &mut State, branch: &str) -> ProtectedBranch {
+pub(crate) fn default_protection(state: &mut State, branch: &str) -> ProtectedBranch {
     let id = NextIds::take(&mut state.next_id.protected_branch);
     let push = RefAccess {
         id: NextIds::take(&mut state.next_id.ref_access),

@@ -105,3 +105,74 @@ async fn ce_protected_branches_carry_no_ee_fields() {
     assert_eq!(r.body["code_owner_approval_required"], false);
     assert!(r.body["push_access_levels"][0].get("user_id").is_some());
 }
+
+/// `lib/api/entities/basic_project_details.rb`: `expose :default_branch_or_main,
+/// as: :default_branch` — an empty project reports `main`, not `null`.
+#[tokio::test]
+async fn empty_project_default_branch_is_main() {
+    let env = start().await;
+    let p = env.project(ADMIN, json!({"name": "empty"})).await;
+    assert_eq!(p["empty_repo"], true);
+    assert_eq!(p["default_branch"], "main");
+    assert_eq!(p["readme_url"], serde_json::Value::Null);
+    let got = env.get(&format!("/projects/{}", p["id"]), ADMIN).await;
+    assert_eq!(got.body["default_branch"], "main");
+}
+
+/// `app/services/branches/create_service.rb`: an empty repository first gets a
+/// README on `default_branch_or_main` (whose first push protects it), then the
+/// branch is created from `ref`.
+#[tokio::test]
+async fn branch_in_empty_project_commits_readme_first() {
+    let env = start().await;
+    let p = env.project(ADMIN, json!({"name": "e2"})).await;
+    let base = format!("/projects/{}", p["id"]);
+    let r = env
+        .post(
+            &format!("{base}/repository/branches"),
+            ADMIN,
+            json!({"branch": "feature", "ref": "main"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["name"], "feature");
+    let got = env.get(&base, ADMIN).await.body;
+    assert_eq!(got["empty_repo"], false);
+    assert_eq!(got["default_branch"], "main");
+    let branches = env.get(&format!("{base}/repository/branches"), ADMIN).await;
+    let names: Vec<&str> = branches
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["feature", "main"]);
+    let main = env
+        .get(&format!("{base}/repository/branches/main"), ADMIN)
+        .await;
+    assert_eq!(main.body["protected"], true);
+    assert_eq!(main.body["default"], true);
+    let pb = env.get(&format!("{base}/protected_branches"), ADMIN).await;
+    assert_eq!(pb.body.as_array().unwrap().len(), 1);
+    assert_eq!(pb.body[0]["name"], "main");
+    assert_eq!(pb.body[0]["push_access_levels"][0]["access_level"], 40);
+
+    // In an empty project whose ref is not the default branch, the README is
+    // still committed, then the unknown ref fails.
+    let q = env.project(ADMIN, json!({"name": "e3"})).await;
+    let bad = env
+        .post(
+            &format!("/projects/{}/repository/branches", q["id"]),
+            ADMIN,
+            json!({"branch": "x", "ref": "nope"}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad.body,
+        json!({"message": "Failed to create branch 'x': invalid reference name 'nope'"})
+    );
+    let q = env.get(&format!("/projects/{}", q["id"]), ADMIN).await.body;
+    assert_eq!(q["empty_repo"], false);
+}
