@@ -427,12 +427,6 @@ impl Variable {
 
 /// Boolean and string project settings stored generically (name -> value).
 pub(crate) const PROJECT_BOOL_SETTINGS: &[(&str, bool)] = &[
-    ("issues_enabled", true),
-    ("merge_requests_enabled", true),
-    ("wiki_enabled", true),
-    ("jobs_enabled", true),
-    ("snippets_enabled", true),
-    ("container_registry_enabled", true),
     ("lfs_enabled", true),
     ("shared_runners_enabled", true),
     ("request_access_enabled", true),
@@ -447,6 +441,21 @@ pub(crate) const PROJECT_BOOL_SETTINGS: &[(&str, bool)] = &[
     ("service_desk_enabled", false),
     ("autoclose_referenced_issues", true),
     ("public_jobs", true),
+];
+
+/// Features whose boolean is derived from their access level
+/// (`app/models/concerns/project_features_compatibility.rb`: `issues_enabled=`
+/// writes `issues_access_level`; the entity's boolean is "not disabled").
+pub(crate) const FEATURE_PAIRS: &[(&str, &str)] = &[
+    ("issues_enabled", "issues_access_level"),
+    ("merge_requests_enabled", "merge_requests_access_level"),
+    ("wiki_enabled", "wiki_access_level"),
+    ("jobs_enabled", "builds_access_level"),
+    ("snippets_enabled", "snippets_access_level"),
+    (
+        "container_registry_enabled",
+        "container_registry_access_level",
+    ),
 ];
 
 /// String-valued settings with their allowed values (empty = free text) and defaults.
@@ -486,6 +495,11 @@ pub(crate) const PROJECT_STRING_SETTINGS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "snippets_access_level",
+        &["disabled", "private", "enabled"],
+        "enabled",
+    ),
+    (
+        "container_registry_access_level",
         &["disabled", "private", "enabled"],
         "enabled",
     ),
@@ -536,6 +550,23 @@ impl Project {
     /// the instance default (`main`) while the repository is empty.
     pub fn default_branch_or_main(&self) -> &str {
         self.default_branch.as_deref().unwrap_or("main")
+    }
+
+    /// A string setting, or its default. A feature's access level also reads
+    /// a boolean stored by older emulators (`false` = `disabled`).
+    pub fn setting_str(&self, name: &str) -> Value {
+        if let Some(v) = self.settings.get(name) {
+            return v.clone();
+        }
+        if let Some((flag, _)) = FEATURE_PAIRS.iter().find(|(_, level)| *level == name)
+            && self.settings.get(*flag).and_then(Value::as_bool) == Some(false)
+        {
+            return json!("disabled");
+        }
+        PROJECT_STRING_SETTINGS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map_or(Value::Null, |(_, _, d)| json!(d))
     }
 
     pub fn member(&self, user_id: u64) -> Option<&Member> {
@@ -617,13 +648,12 @@ impl Project {
         for (name, default) in PROJECT_BOOL_SETTINGS {
             o.insert((*name).into(), json!(self.setting_bool(name, *default)));
         }
-        for (name, _, default) in PROJECT_STRING_SETTINGS {
-            let value = self
-                .settings
-                .get(*name)
-                .cloned()
-                .unwrap_or_else(|| json!(default));
-            o.insert((*name).into(), value);
+        for (name, _, _) in PROJECT_STRING_SETTINGS {
+            o.insert((*name).into(), self.setting_str(name));
+        }
+        for (flag, level) in FEATURE_PAIRS {
+            let enabled = self.setting_str(level).as_str() != Some("disabled");
+            o.insert((*flag).into(), json!(enabled));
         }
         if let Some((level, is_admin)) = access {
             let project_access = if level > 0 && !is_admin {

@@ -16,7 +16,7 @@ use super::{AppState, current, json, paged, project_with_access};
 use crate::error::{ApiError, ApiResult};
 use crate::middleware::AuthUser;
 use crate::model::{
-    Member, NamespaceKind, PROJECT_BOOL_SETTINGS, PROJECT_STRING_SETTINGS, Project,
+    FEATURE_PAIRS, Member, NamespaceKind, PROJECT_BOOL_SETTINGS, PROJECT_STRING_SETTINGS, Project,
     ProtectedBranch, RefAccess, User, access,
 };
 use crate::pagination::{ListKind, Page, paginate, parse};
@@ -224,6 +224,17 @@ fn apply_settings(
     for (name, _) in PROJECT_BOOL_SETTINGS {
         if let Some(v) = params.bool(name)? {
             settings.insert((*name).to_string(), Value::Bool(v));
+        }
+    }
+    // `ProjectFeaturesCompatibility`: the boolean writes the access level
+    // (an explicit access level in the same request wins).
+    for (flag, level) in FEATURE_PAIRS {
+        if let Some(v) = params.bool(flag)? {
+            settings.remove(*flag);
+            if !params.has(level) {
+                let level_value = if v { "enabled" } else { "disabled" };
+                settings.insert((*level).to_string(), json!(level_value));
+            }
         }
     }
     for (name, allowed, _) in PROJECT_STRING_SETTINGS {

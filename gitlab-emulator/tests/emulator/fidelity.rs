@@ -176,3 +176,45 @@ async fn branch_in_empty_project_commits_readme_first() {
     let q = env.get(&format!("/projects/{}", q["id"]), ADMIN).await.body;
     assert_eq!(q["empty_repo"], false);
 }
+
+/// `app/models/concerns/project_features_compatibility.rb`: `issues_enabled=`,
+/// `wiki_enabled=`, `builds_enabled=` (`jobs_enabled`) … write the access level;
+/// the entity's boolean is derived from it.
+#[tokio::test]
+async fn feature_booleans_and_access_levels_are_one_setting() {
+    let env = start().await;
+    let p = env.project(ADMIN, json!({"name": "feat"})).await;
+    let path = format!("/projects/{}", p["id"]);
+    let r = env
+        .put(
+            &path,
+            ADMIN,
+            json!({"issues_enabled": false, "wiki_access_level": "disabled", "jobs_enabled": false}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["issues_enabled"], false);
+    assert_eq!(r.body["issues_access_level"], "disabled");
+    assert_eq!(r.body["wiki_enabled"], false);
+    assert_eq!(r.body["wiki_access_level"], "disabled");
+    assert_eq!(r.body["jobs_enabled"], false);
+    assert_eq!(r.body["builds_access_level"], "disabled");
+
+    let r = env
+        .put(
+            &path,
+            ADMIN,
+            json!({"issues_access_level": "private", "wiki_enabled": true, "builds_access_level": "enabled"}),
+        )
+        .await;
+    assert_eq!(r.body["issues_enabled"], true);
+    assert_eq!(r.body["issues_access_level"], "private");
+    assert_eq!(r.body["wiki_enabled"], true);
+    assert_eq!(r.body["wiki_access_level"], "enabled");
+    assert_eq!(r.body["jobs_enabled"], true);
+    let r = env
+        .put(&path, ADMIN, json!({"container_registry_enabled": false}))
+        .await;
+    assert_eq!(r.body["container_registry_access_level"], "disabled");
+    assert_eq!(r.body["container_registry_enabled"], false);
+}
