@@ -443,6 +443,207 @@ pub(crate) const PROJECT_BOOL_SETTINGS: &[(&str, bool)] = &[
     ("public_jobs", true),
 ];
 
+/// How a further project setting is typed in `optional_project_params_ce` /
+/// `optional_update_params_ce` (`lib/api/helpers/projects_helpers.rb`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SettingKind {
+    Bool,
+    Int,
+    /// Free text (null by default unless a default is given).
+    Text,
+    /// One of the listed values.
+    OneOf(&'static [&'static str]),
+    /// An array of strings.
+    List,
+}
+
+/// Further documented settings: name, type, whether `POST /projects` takes it
+/// too (else only `PUT`), and GitLab's default as JSON text. All are stored
+/// and shown under the same name in the project entity.
+pub(crate) const PROJECT_MORE_SETTINGS: &[(&str, SettingKind, bool, &str)] = &[
+    ("build_timeout", SettingKind::Int, true, "3600"),
+    (
+        "auto_cancel_pending_pipelines",
+        SettingKind::OneOf(&["disabled", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    ("show_default_award_emojis", SettingKind::Bool, true, "true"),
+    (
+        "show_diff_preview_in_email",
+        SettingKind::Bool,
+        true,
+        "true",
+    ),
+    (
+        "warn_about_potentially_unwanted_characters",
+        SettingKind::Bool,
+        true,
+        "true",
+    ),
+    (
+        "enforce_auth_checks_on_uploads",
+        SettingKind::Bool,
+        true,
+        "true",
+    ),
+    ("group_runners_enabled", SettingKind::Bool, true, "true"),
+    (
+        "resource_group_default_process_mode",
+        SettingKind::OneOf(&[
+            "unordered",
+            "oldest_first",
+            "newest_first",
+            "newest_ready_first",
+        ]),
+        true,
+        "\"unordered\"",
+    ),
+    ("suggestion_commit_message", SettingKind::Text, true, "null"),
+    ("merge_commit_template", SettingKind::Text, true, "null"),
+    ("squash_commit_template", SettingKind::Text, true, "null"),
+    ("issue_branch_template", SettingKind::Text, true, "null"),
+    ("auto_devops_enabled", SettingKind::Bool, true, "true"),
+    (
+        "auto_devops_deploy_strategy",
+        SettingKind::OneOf(&["continuous", "manual", "timed_incremental"]),
+        true,
+        "\"continuous\"",
+    ),
+    ("repository_storage", SettingKind::Text, true, "\"default\""),
+    ("merge_request_title_regex", SettingKind::Text, true, "null"),
+    (
+        "merge_request_title_regex_description",
+        SettingKind::Text,
+        true,
+        "null",
+    ),
+    (
+        "forking_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "package_registry_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled", "public"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "pages_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled", "public"]),
+        true,
+        "\"private\"",
+    ),
+    (
+        "analytics_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "security_and_compliance_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"private\"",
+    ),
+    (
+        "releases_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "environments_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "feature_flags_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "infrastructure_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "monitor_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "model_experiments_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "model_registry_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    ("ci_default_git_depth", SettingKind::Int, false, "20"),
+    ("keep_latest_artifact", SettingKind::Bool, false, "true"),
+    (
+        "ci_forward_deployment_enabled",
+        SettingKind::Bool,
+        false,
+        "true",
+    ),
+    (
+        "ci_forward_deployment_rollback_allowed",
+        SettingKind::Bool,
+        false,
+        "true",
+    ),
+    (
+        "ci_allow_fork_pipelines_to_run_in_parent_project",
+        SettingKind::Bool,
+        false,
+        "true",
+    ),
+    ("ci_separated_caches", SettingKind::Bool, false, "true"),
+    (
+        "restrict_user_defined_variables",
+        SettingKind::Bool,
+        false,
+        "false",
+    ),
+    (
+        "ci_pipeline_variables_minimum_override_role",
+        SettingKind::OneOf(&["no_one_allowed", "developer", "maintainer", "owner"]),
+        false,
+        "\"developer\"",
+    ),
+    (
+        "ci_push_repository_for_job_token_allowed",
+        SettingKind::Bool,
+        false,
+        "false",
+    ),
+    (
+        "ci_id_token_sub_claim_components",
+        SettingKind::List,
+        false,
+        "[\"project_path\",\"ref_type\",\"ref\"]",
+    ),
+    (
+        "ci_delete_pipelines_in_seconds",
+        SettingKind::Int,
+        false,
+        "null",
+    ),
+    ("max_artifacts_size", SettingKind::Int, false, "null"),
+];
+
 /// Features whose boolean is derived from their access level
 /// (`app/models/concerns/project_features_compatibility.rb`: `issues_enabled=`
 /// writes `issues_access_level`; the entity's boolean is "not disabled").
@@ -655,6 +856,27 @@ impl Project {
             let enabled = self.setting_str(level).as_str() != Some("disabled");
             o.insert((*flag).into(), json!(enabled));
         }
+        for (name, _, _, default) in PROJECT_MORE_SETTINGS {
+            let value = self
+                .settings
+                .get(*name)
+                .cloned()
+                .unwrap_or_else(|| serde_json::from_str(default).expect("valid default"));
+            o.insert((*name).into(), value);
+        }
+        // `emails_disabled` is the deprecated inverse of `emails_enabled`.
+        let emails = self.setting_bool("emails_enabled", true);
+        o.insert("emails_disabled".into(), json!(!emails));
+        let mut policy = json!({
+            "cadence": "1d", "enabled": false, "keep_n": 10, "older_than": "90d",
+            "name_regex": ".*", "name_regex_keep": null, "next_run_at": null,
+        });
+        if let Some(Value::Object(set)) = self.settings.get("container_expiration_policy") {
+            for (k, v) in set {
+                policy[k.as_str()] = v.clone();
+            }
+        }
+        o.insert("container_expiration_policy".into(), policy);
         if let Some((level, is_admin)) = access {
             let project_access = if level > 0 && !is_admin {
                 json!({ "access_level": level, "notification_level": 3 })

@@ -218,3 +218,91 @@ async fn feature_booleans_and_access_levels_are_one_setting() {
     assert_eq!(r.body["container_registry_access_level"], "disabled");
     assert_eq!(r.body["container_registry_enabled"], false);
 }
+
+/// `lib/api/projects.rb` `PUT :id` with `lib/api/helpers/projects_helpers.rb`:
+/// documented settings are kept (never accepted and dropped), and a request
+/// with none of `update_params_at_least_one_of` is Grape's 400.
+#[tokio::test]
+async fn project_update_keeps_documented_settings_and_needs_one() {
+    let env = start().await;
+    let p = env.project(ADMIN, json!({"name": "upd2"})).await;
+    let path = format!("/projects/{}", p["id"]);
+    assert_eq!(p["auto_devops_enabled"], true);
+    assert_eq!(p["emails_disabled"], false);
+    assert_eq!(p["ci_default_git_depth"], 20);
+    let r = env
+        .put(
+            &path,
+            ADMIN,
+            json!({
+                "emails_disabled": true,
+                "auto_devops_enabled": false,
+                "ci_default_git_depth": 5,
+                "ci_forward_deployment_enabled": false,
+                "ci_separated_caches": false,
+                "keep_latest_artifact": false,
+                "build_timeout": 600,
+                "auto_cancel_pending_pipelines": "disabled",
+                "forking_access_level": "private",
+                "pages_access_level": "enabled",
+                "public_builds": false,
+                "ci_pipeline_variables_minimum_override_role": "maintainer",
+                "ci_id_token_sub_claim_components": ["project_path", "ref_type"],
+                "container_expiration_policy_attributes": {"enabled": true, "keep_n": 5},
+            }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let got = env.get(&path, ADMIN).await.body;
+    for b in [&r.body, &got] {
+        assert_eq!(b["emails_disabled"], true);
+        assert_eq!(b["emails_enabled"], false);
+        assert_eq!(b["auto_devops_enabled"], false);
+        assert_eq!(b["ci_default_git_depth"], 5);
+        assert_eq!(b["ci_forward_deployment_enabled"], false);
+        assert_eq!(b["ci_separated_caches"], false);
+        assert_eq!(b["keep_latest_artifact"], false);
+        assert_eq!(b["build_timeout"], 600);
+        assert_eq!(b["auto_cancel_pending_pipelines"], "disabled");
+        assert_eq!(b["forking_access_level"], "private");
+        assert_eq!(b["pages_access_level"], "enabled");
+        assert_eq!(b["public_jobs"], false);
+        assert_eq!(
+            b["ci_pipeline_variables_minimum_override_role"],
+            "maintainer"
+        );
+        assert_eq!(
+            b["ci_id_token_sub_claim_components"],
+            json!(["project_path", "ref_type"])
+        );
+        assert_eq!(b["container_expiration_policy"]["enabled"], true);
+        assert_eq!(b["container_expiration_policy"]["keep_n"], 5);
+    }
+
+    let none = env.put(&path, ADMIN, json!({})).await;
+    assert_eq!(none.status, StatusCode::BAD_REQUEST);
+    let msg = none.body["error"].as_str().unwrap();
+    assert!(
+        msg.starts_with("allow_merge_on_skipped_pipeline, analytics_access_level, "),
+        "{msg}"
+    );
+    assert!(
+        msg.ends_with(
+            "container_registry_enabled are missing, at least one parameter must be provided"
+        ),
+        "{msg}"
+    );
+    let unknown = env.put(&path, ADMIN, json!({"no_such_setting": 1})).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    let bad = env
+        .put(&path, ADMIN, json!({"build_timeout": "soon"}))
+        .await;
+    assert_eq!(bad.body, json!({"error": "build_timeout is invalid"}));
+    let bad = env
+        .put(&path, ADMIN, json!({"pages_access_level": "everyone"}))
+        .await;
+    assert_eq!(
+        bad.body,
+        json!({"error": "pages_access_level does not have a valid value"})
+    );
+}
