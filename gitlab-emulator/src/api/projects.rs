@@ -524,6 +524,7 @@ pub(crate) async fn create(
         });
     }
     let full = format!("{}/{}", state.namespaces[&namespace_id].full_path, path).to_lowercase();
+    state.project_redirects.remove(&full);
     state.idx.project_path.insert(full, id);
     state
         .idx
@@ -590,6 +591,12 @@ pub(crate) async fn update(
     project.path = new_path;
     project.updated_at = now_iso();
     let new_full = state.path_with_namespace(&project).to_lowercase();
+    if old_full != new_full {
+        // A path change leaves a `RedirectRoute`; a route taking a path
+        // deletes any redirect there (`Route#delete_conflicting_redirects`).
+        state.project_redirects.remove(&new_full);
+        state.project_redirects.insert(old_full.clone(), pid);
+    }
     state.idx.project_path.remove(&old_full);
     state.idx.project_path.insert(new_full, pid);
     state

@@ -306,3 +306,51 @@ async fn project_update_keeps_documented_settings_and_needs_one() {
         json!({"error": "pages_access_level does not have a valid value"})
     );
 }
+
+/// `lib/api/helpers.rb` `find_project`: `find_by_full_path(id, follow_redirects:
+/// true)` — a renamed project is still found (200) under its old path until a
+/// project takes that path; redirects survive a state dump and load.
+#[tokio::test]
+async fn renamed_project_is_found_under_its_old_path() {
+    let env = start().await;
+    let p = env.project(ADMIN, json!({"name": "old"})).await;
+    let r = env
+        .put(
+            &format!("/projects/{}", p["id"]),
+            ADMIN,
+            json!({"path": "new", "name": "new"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let old = env.get("/projects/root%2Fold", ADMIN).await;
+    assert_eq!(old.status, StatusCode::OK, "{}", old.text);
+    assert_eq!(old.body["id"], p["id"]);
+    assert_eq!(old.body["path_with_namespace"], "root/new");
+    let vars = env.get("/projects/root%2FOLD/variables", ADMIN).await;
+    assert_eq!(vars.status, StatusCode::OK);
+
+    let dump = env.emu.dump_state();
+    env.emu.load_state(dump).unwrap();
+    assert_eq!(
+        env.get("/projects/root%2Fold", ADMIN).await.status,
+        StatusCode::OK
+    );
+
+    // A new project at the old path takes it over.
+    let q = env.project(ADMIN, json!({"name": "old"})).await;
+    let now = env.get("/projects/root%2Fold", ADMIN).await;
+    assert_eq!(now.body["id"], q["id"]);
+    // Once the renamed project is gone, nothing redirects to it.
+    let r = env
+        .put(
+            &format!("/projects/{}", q["id"]),
+            ADMIN,
+            json!({"path": "other", "name": "other"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        env.get("/projects/root%2Fold", ADMIN).await.body["id"],
+        q["id"]
+    );
+}

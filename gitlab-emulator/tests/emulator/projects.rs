@@ -210,10 +210,10 @@ async fn update_settings_and_default_branch() {
         env.get("/projects/root%2Fmoved", ADMIN).await.status,
         StatusCode::OK
     );
-    assert_eq!(
-        env.get("/projects/root%2Fupd", ADMIN).await.status,
-        StatusCode::NOT_FOUND
-    );
+    // The old path follows the redirect route (`follow_redirects: true`).
+    let old = env.get("/projects/root%2Fupd", ADMIN).await;
+    assert_eq!(old.status, StatusCode::OK);
+    assert_eq!(old.body["path_with_namespace"], "root/moved");
     // A developer cannot update.
     let alice = env.get("/user", ALICE).await.body;
     env.post(
