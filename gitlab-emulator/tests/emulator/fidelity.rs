@@ -354,3 +354,34 @@ async fn renamed_project_is_found_under_its_old_path() {
         q["id"]
     );
 }
+
+/// Rack::Attack's throttled headers (`Gitlab::RackAttack`): a 429 reports more
+/// requests observed than the limit, nothing remaining, and a reset time that
+/// agrees with `Retry-After`. (Past the first minute see the unit test
+/// `ratelimit::tests::observed_stays_above_the_limit_past_a_minute`.)
+#[tokio::test]
+async fn throttled_headers_are_consistent() {
+    let mut cfg = config();
+    cfg.rate_limit = Some(gitlab_emulator::RateLimit {
+        requests_per_minute: 3,
+        headers: true,
+    });
+    let env = start_with(cfg).await;
+    for _ in 0..3 {
+        assert_eq!(env.get("/user", ADMIN).await.status, StatusCode::OK);
+    }
+    for n in 4..7u64 {
+        let r = env.get("/user", ADMIN).await;
+        assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+        let num = |h: &str| r.header(h).unwrap().parse::<u64>().unwrap();
+        assert_eq!(num("ratelimit-observed"), n);
+        assert!(num("ratelimit-observed") > num("ratelimit-limit"));
+        assert_eq!(num("ratelimit-remaining"), 0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let delta = num("ratelimit-reset") as i64 - (now + num("retry-after")) as i64;
+        assert!(delta.abs() <= 1, "reset vs retry-after: {delta}");
+    }
+}
