@@ -385,3 +385,19 @@ async fn throttled_headers_are_consistent() {
         assert!(delta.abs() <= 1, "reset vs retry-after: {delta}");
     }
 }
+
+/// `PUT /-/emulator/state` takes states well above axum's default 2 MB body
+/// limit (a 1,000-project state is about 3.25 MB).
+#[tokio::test]
+async fn big_states_load_over_http() {
+    let env = start().await;
+    let mut state = env.emu.dump_state();
+    let bio = "x".repeat(5 * 1024 * 1024);
+    state["users"]["1"]["bio"] = json!(bio);
+    let r = env
+        .control(reqwest::Method::PUT, "/state", Some(state))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let root = env.get("/users/1", ADMIN).await;
+    assert_eq!(root.body["bio"].as_str().unwrap().len(), bio.len());
+}
