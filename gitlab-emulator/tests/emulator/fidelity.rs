@@ -401,3 +401,67 @@ async fn big_states_load_over_http() {
     let root = env.get("/users/1", ADMIN).await;
     assert_eq!(root.body["bio"].as_str().unwrap().len(), bio.len());
 }
+
+fn multipart(fields: &[(&str, &str)]) -> (String, String) {
+    let boundary = "----emulatorBoundary7MA4YWxkTrZu0gW";
+    let mut body = String::new();
+    for (k, v) in fields {
+        body.push_str(&format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+        ));
+    }
+    body.push_str(&format!("--{boundary}--\r\n"));
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// Grape (through Rack) takes `multipart/form-data` wherever it takes form
+/// parameters (python-gitlab sends it for uploads; curl `-F`).
+#[tokio::test]
+async fn multipart_bodies_are_parameters() {
+    let env = start().await;
+    let (ct, body) = multipart(&[
+        ("name", "multi part"),
+        ("description", "line one\r\nline two"),
+        ("topics[]", "a"),
+        ("topics[]", "b"),
+    ]);
+    let r = env
+        .client
+        .post(env.url("/projects"))
+        .header("PRIVATE-TOKEN", ADMIN)
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let r = into_resp(r).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["path"], "multi-part");
+    assert_eq!(r.body["description"], "line one\r\nline two");
+    assert_eq!(r.body["topics"], json!(["a", "b"]));
+
+    let (ct, body) = multipart(&[("key", "K"), ("value", "v=1&2"), ("masked", "false")]);
+    let v = env
+        .client
+        .post(env.url(&format!("/projects/{}/variables", r.body["id"])))
+        .header("PRIVATE-TOKEN", ADMIN)
+        .header("content-type", ct)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let v = into_resp(v).await;
+    assert_eq!(v.status, StatusCode::CREATED, "{}", v.text);
+    assert_eq!(v.body["value"], "v=1&2");
+
+    let bad = env
+        .client
+        .post(env.url("/projects"))
+        .header("PRIVATE-TOKEN", ADMIN)
+        .header("content-type", "multipart/form-data; boundary=xyz")
+        .body("garbage")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}
