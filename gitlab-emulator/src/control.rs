@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, State};
+use axum::handler::Handler;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -18,6 +20,9 @@ use crate::error::ApiError;
 use crate::faults::Faults;
 use crate::server::App;
 
+/// Largest state accepted by `PUT /-/emulator/state`.
+const STATE_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
 pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
         .route(
@@ -25,7 +30,12 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             get(|| async { Json(json!({"status": "ok"})) }),
         )
         .route("/-/emulator/reset", post(reset))
-        .route("/-/emulator/state", get(get_state).put(put_state))
+        // A big instance's state (1,000 projects ≈ 3.25 MB) exceeds axum's
+        // default 2 MB body limit.
+        .route(
+            "/-/emulator/state",
+            get(get_state).put(put_state.layer(DefaultBodyLimit::max(STATE_BODY_LIMIT))),
+        )
         .route("/-/emulator/dump", post(dump))
         .route("/-/emulator/load", post(load))
         .route(

@@ -289,31 +289,33 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    /// `Entities::Member`: the user's basic fields plus the membership's.
+    /// `Entities::Member` (`lib/api/entities/member.rb`): the user's basic
+    /// fields plus the membership's; `ee` adds what `EE::API::Entities::Member` does.
     pub fn to_json(
         &self,
         user: &User,
         creator: Option<&User>,
         base_url: &str,
         admin_view: bool,
+        ee: bool,
     ) -> Value {
         let mut v = user.to_json(base_url, UserView::Basic);
         let o = v.as_object_mut().expect("object literal");
         o.insert("access_level".into(), json!(self.access_level));
         o.insert("created_at".into(), json!(self.created_at));
-        o.insert(
-            "created_by".into(),
-            match creator {
-                Some(c) => c.to_json(base_url, UserView::Basic),
-                None => Value::Null,
-            },
-        );
+        // `expose :created_by, expose_nil: false`
+        if let Some(c) = creator {
+            o.insert("created_by".into(), c.to_json(base_url, UserView::Basic));
+        }
         o.insert("expires_at".into(), json!(self.expires_at));
-        o.insert("group_saml_identity".into(), Value::Null);
-        o.insert("membership_state".into(), json!("active"));
-        o.insert("member_role".into(), Value::Null);
-        if admin_view {
-            o.insert("email".into(), json!(user.email));
+        // EE::API::Entities::Member only: `membership_state` and, for admins,
+        // `email`. `member_role` is `expose_nil: false` (no custom roles here)
+        // and `group_saml_identity` needs group SAML, so neither is ever sent.
+        if ee {
+            o.insert("membership_state".into(), json!("active"));
+            if admin_view {
+                o.insert("email".into(), json!(user.email));
+            }
         }
         v
     }
@@ -341,15 +343,23 @@ pub(crate) fn access_level_description(level: i64) -> &'static str {
 }
 
 impl RefAccess {
-    pub fn to_json(&self) -> Value {
-        json!({
+    /// `Entities::ProtectedRefAccess`: `deploy_key_id` only where the table has
+    /// the column (push rules); `user_id`/`group_id` come from the EE module.
+    pub fn to_json(&self, with_deploy_key: bool, ee: bool) -> Value {
+        let mut v = json!({
             "id": self.id,
             "access_level": self.access_level,
             "access_level_description": access_level_description(self.access_level),
-            "deploy_key_id": self.deploy_key_id,
-            "user_id": self.user_id,
-            "group_id": self.group_id,
-        })
+        });
+        let o = v.as_object_mut().expect("object literal");
+        if with_deploy_key {
+            o.insert("deploy_key_id".into(), json!(self.deploy_key_id));
+        }
+        if ee {
+            o.insert("user_id".into(), json!(self.user_id));
+            o.insert("group_id".into(), json!(self.group_id));
+        }
+        v
     }
 }
 
@@ -365,16 +375,21 @@ pub(crate) struct ProtectedBranch {
 }
 
 impl ProtectedBranch {
-    /// `Entities::ProtectedBranch` as CE renders it (no `unprotect_access_levels`).
-    pub fn to_json(&self) -> Value {
-        json!({
+    /// `Entities::ProtectedBranch` (`lib/api/entities/protected_branch.rb`);
+    /// `code_owner_approval_required` only with `ee` (EE module). No
+    /// `unprotect_access_levels` in either.
+    pub fn to_json(&self, ee: bool) -> Value {
+        let mut v = json!({
             "id": self.id,
             "name": self.name,
-            "push_access_levels": self.push_access_levels.iter().map(RefAccess::to_json).collect::<Vec<_>>(),
-            "merge_access_levels": self.merge_access_levels.iter().map(RefAccess::to_json).collect::<Vec<_>>(),
+            "push_access_levels": self.push_access_levels.iter().map(|a| a.to_json(true, ee)).collect::<Vec<_>>(),
+            "merge_access_levels": self.merge_access_levels.iter().map(|a| a.to_json(false, ee)).collect::<Vec<_>>(),
             "allow_force_push": self.allow_force_push,
-            "code_owner_approval_required": self.code_owner_approval_required,
-        })
+        });
+        if ee {
+            v["code_owner_approval_required"] = json!(self.code_owner_approval_required);
+        }
+        v
     }
 }
 
@@ -412,12 +427,6 @@ impl Variable {
 
 /// Boolean and string project settings stored generically (name -> value).
 pub(crate) const PROJECT_BOOL_SETTINGS: &[(&str, bool)] = &[
-    ("issues_enabled", true),
-    ("merge_requests_enabled", true),
-    ("wiki_enabled", true),
-    ("jobs_enabled", true),
-    ("snippets_enabled", true),
-    ("container_registry_enabled", true),
     ("lfs_enabled", true),
     ("shared_runners_enabled", true),
     ("request_access_enabled", true),
@@ -432,6 +441,222 @@ pub(crate) const PROJECT_BOOL_SETTINGS: &[(&str, bool)] = &[
     ("service_desk_enabled", false),
     ("autoclose_referenced_issues", true),
     ("public_jobs", true),
+];
+
+/// How a further project setting is typed in `optional_project_params_ce` /
+/// `optional_update_params_ce` (`lib/api/helpers/projects_helpers.rb`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum SettingKind {
+    Bool,
+    Int,
+    /// Free text (null by default unless a default is given).
+    Text,
+    /// One of the listed values.
+    OneOf(&'static [&'static str]),
+    /// An array of strings.
+    List,
+}
+
+/// Further documented settings: name, type, whether `POST /projects` takes it
+/// too (else only `PUT`), and GitLab's default as JSON text. All are stored
+/// and shown under the same name in the project entity.
+pub(crate) const PROJECT_MORE_SETTINGS: &[(&str, SettingKind, bool, &str)] = &[
+    ("build_timeout", SettingKind::Int, true, "3600"),
+    (
+        "auto_cancel_pending_pipelines",
+        SettingKind::OneOf(&["disabled", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    ("show_default_award_emojis", SettingKind::Bool, true, "true"),
+    (
+        "show_diff_preview_in_email",
+        SettingKind::Bool,
+        true,
+        "true",
+    ),
+    (
+        "warn_about_potentially_unwanted_characters",
+        SettingKind::Bool,
+        true,
+        "true",
+    ),
+    (
+        "enforce_auth_checks_on_uploads",
+        SettingKind::Bool,
+        true,
+        "true",
+    ),
+    ("group_runners_enabled", SettingKind::Bool, true, "true"),
+    (
+        "resource_group_default_process_mode",
+        SettingKind::OneOf(&[
+            "unordered",
+            "oldest_first",
+            "newest_first",
+            "newest_ready_first",
+        ]),
+        true,
+        "\"unordered\"",
+    ),
+    ("suggestion_commit_message", SettingKind::Text, true, "null"),
+    ("merge_commit_template", SettingKind::Text, true, "null"),
+    ("squash_commit_template", SettingKind::Text, true, "null"),
+    ("issue_branch_template", SettingKind::Text, true, "null"),
+    ("auto_devops_enabled", SettingKind::Bool, true, "true"),
+    (
+        "auto_devops_deploy_strategy",
+        SettingKind::OneOf(&["continuous", "manual", "timed_incremental"]),
+        true,
+        "\"continuous\"",
+    ),
+    ("repository_storage", SettingKind::Text, true, "\"default\""),
+    ("merge_request_title_regex", SettingKind::Text, true, "null"),
+    (
+        "merge_request_title_regex_description",
+        SettingKind::Text,
+        true,
+        "null",
+    ),
+    (
+        "forking_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "package_registry_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled", "public"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "pages_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled", "public"]),
+        true,
+        "\"private\"",
+    ),
+    (
+        "analytics_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "security_and_compliance_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"private\"",
+    ),
+    (
+        "releases_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "environments_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "feature_flags_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "infrastructure_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "monitor_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "model_experiments_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    (
+        "model_registry_access_level",
+        SettingKind::OneOf(&["disabled", "private", "enabled"]),
+        true,
+        "\"enabled\"",
+    ),
+    ("ci_default_git_depth", SettingKind::Int, false, "20"),
+    ("keep_latest_artifact", SettingKind::Bool, false, "true"),
+    (
+        "ci_forward_deployment_enabled",
+        SettingKind::Bool,
+        false,
+        "true",
+    ),
+    (
+        "ci_forward_deployment_rollback_allowed",
+        SettingKind::Bool,
+        false,
+        "true",
+    ),
+    (
+        "ci_allow_fork_pipelines_to_run_in_parent_project",
+        SettingKind::Bool,
+        false,
+        "true",
+    ),
+    ("ci_separated_caches", SettingKind::Bool, false, "true"),
+    (
+        "restrict_user_defined_variables",
+        SettingKind::Bool,
+        false,
+        "false",
+    ),
+    (
+        "ci_pipeline_variables_minimum_override_role",
+        SettingKind::OneOf(&["no_one_allowed", "developer", "maintainer", "owner"]),
+        false,
+        "\"developer\"",
+    ),
+    (
+        "ci_push_repository_for_job_token_allowed",
+        SettingKind::Bool,
+        false,
+        "false",
+    ),
+    (
+        "ci_id_token_sub_claim_components",
+        SettingKind::List,
+        false,
+        "[\"project_path\",\"ref_type\",\"ref\"]",
+    ),
+    (
+        "ci_delete_pipelines_in_seconds",
+        SettingKind::Int,
+        false,
+        "null",
+    ),
+    ("max_artifacts_size", SettingKind::Int, false, "null"),
+];
+
+/// Features whose boolean is derived from their access level
+/// (`app/models/concerns/project_features_compatibility.rb`: `issues_enabled=`
+/// writes `issues_access_level`; the entity's boolean is "not disabled").
+pub(crate) const FEATURE_PAIRS: &[(&str, &str)] = &[
+    ("issues_enabled", "issues_access_level"),
+    ("merge_requests_enabled", "merge_requests_access_level"),
+    ("wiki_enabled", "wiki_access_level"),
+    ("jobs_enabled", "builds_access_level"),
+    ("snippets_enabled", "snippets_access_level"),
+    (
+        "container_registry_enabled",
+        "container_registry_access_level",
+    ),
 ];
 
 /// String-valued settings with their allowed values (empty = free text) and defaults.
@@ -471,6 +696,11 @@ pub(crate) const PROJECT_STRING_SETTINGS: &[(&str, &[&str], &str)] = &[
     ),
     (
         "snippets_access_level",
+        &["disabled", "private", "enabled"],
+        "enabled",
+    ),
+    (
+        "container_registry_access_level",
         &["disabled", "private", "enabled"],
         "enabled",
     ),
@@ -517,6 +747,29 @@ impl Project {
         }
     }
 
+    /// `Project#default_branch_or_main`: the repository's default branch, or
+    /// the instance default (`main`) while the repository is empty.
+    pub fn default_branch_or_main(&self) -> &str {
+        self.default_branch.as_deref().unwrap_or("main")
+    }
+
+    /// A string setting, or its default. A feature's access level also reads
+    /// a boolean stored by older emulators (`false` = `disabled`).
+    pub fn setting_str(&self, name: &str) -> Value {
+        if let Some(v) = self.settings.get(name) {
+            return v.clone();
+        }
+        if let Some((flag, _)) = FEATURE_PAIRS.iter().find(|(_, level)| *level == name)
+            && self.settings.get(*flag).and_then(Value::as_bool) == Some(false)
+        {
+            return json!("disabled");
+        }
+        PROJECT_STRING_SETTINGS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map_or(Value::Null, |(_, _, d)| json!(d))
+    }
+
     pub fn member(&self, user_id: u64) -> Option<&Member> {
         self.members.iter().find(|m| m.user_id == user_id)
     }
@@ -555,13 +808,14 @@ impl Project {
             "path_with_namespace": pwn,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
-            "default_branch": self.default_branch,
+            // `BasicProjectDetails`: `expose :default_branch_or_main, as: :default_branch`
+            "default_branch": self.default_branch_or_main(),
             "tag_list": self.topics,
             "topics": self.topics,
             "ssh_url_to_repo": format!("git@{host}:{pwn}.git"),
             "http_url_to_repo": format!("{web_url}.git"),
             "web_url": web_url,
-            "readme_url": self.default_branch.as_ref().map(|b| format!("{web_url}/-/blob/{b}/README.md")),
+            "readme_url": (!self.branches.is_empty()).then(|| format!("{web_url}/-/blob/{}/README.md", self.default_branch_or_main())),
             "forks_count": 0,
             "avatar_url": Value::Null,
             "star_count": 0,
@@ -595,14 +849,34 @@ impl Project {
         for (name, default) in PROJECT_BOOL_SETTINGS {
             o.insert((*name).into(), json!(self.setting_bool(name, *default)));
         }
-        for (name, _, default) in PROJECT_STRING_SETTINGS {
+        for (name, _, _) in PROJECT_STRING_SETTINGS {
+            o.insert((*name).into(), self.setting_str(name));
+        }
+        for (flag, level) in FEATURE_PAIRS {
+            let enabled = self.setting_str(level).as_str() != Some("disabled");
+            o.insert((*flag).into(), json!(enabled));
+        }
+        for (name, _, _, default) in PROJECT_MORE_SETTINGS {
             let value = self
                 .settings
                 .get(*name)
                 .cloned()
-                .unwrap_or_else(|| json!(default));
+                .unwrap_or_else(|| serde_json::from_str(default).expect("valid default"));
             o.insert((*name).into(), value);
         }
+        // `emails_disabled` is the deprecated inverse of `emails_enabled`.
+        let emails = self.setting_bool("emails_enabled", true);
+        o.insert("emails_disabled".into(), json!(!emails));
+        let mut policy = json!({
+            "cadence": "1d", "enabled": false, "keep_n": 10, "older_than": "90d",
+            "name_regex": ".*", "name_regex_keep": null, "next_run_at": null,
+        });
+        if let Some(Value::Object(set)) = self.settings.get("container_expiration_policy") {
+            for (k, v) in set {
+                policy[k.as_str()] = v.clone();
+            }
+        }
+        o.insert("container_expiration_policy".into(), policy);
         if let Some((level, is_admin)) = access {
             let project_access = if level > 0 && !is_admin {
                 json!({ "access_level": level, "notification_level": 3 })

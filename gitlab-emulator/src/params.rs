@@ -23,12 +23,14 @@ impl<S: Send + Sync> FromRequest<S> for Params {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let query = req.uri().query().unwrap_or("").to_string();
-        let content_type = req
+        // The multipart boundary is case-sensitive; only the media type is not.
+        let raw_content_type = req
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
-            .to_ascii_lowercase();
+            .to_string();
+        let content_type = raw_content_type.to_ascii_lowercase();
         let body = Bytes::from_request(req, state)
             .await
             .map_err(|_| ApiError::bad_param("request body could not be read"))?;
@@ -48,6 +50,8 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                 if let Value::Object(obj) = value {
                     params.map.extend(obj);
                 }
+            } else if content_type.starts_with("multipart/form-data") {
+                params.merge_multipart(&raw_content_type, &body)?;
             } else {
                 params.merge_form(&body);
             }
@@ -81,6 +85,85 @@ impl Params {
             } else {
                 self.map.insert(k, Value::String(v));
             }
+        }
+    }
+
+    /// `multipart/form-data` (RFC 7578), as Rack parses it for Grape: each
+    /// text part is a parameter (`key[]` parts make a list); a file part
+    /// becomes `{"filename": …, "type": …}` (its content is not kept).
+    fn merge_multipart(&mut self, content_type: &str, body: &[u8]) -> ApiResult<()> {
+        let malformed = || ApiError::bad_param("request body could not be read");
+        let boundary = content_type
+            .split(';')
+            .filter_map(|p| {
+                let (k, v) = p.trim().split_once('=')?;
+                k.eq_ignore_ascii_case("boundary").then_some(v)
+            })
+            .next()
+            .map(|b| b.trim_matches('"').to_string())
+            .filter(|b| !b.is_empty())
+            .ok_or_else(malformed)?;
+        let delimiter = format!("--{boundary}");
+        let delimiter = delimiter.as_bytes();
+        let find = |hay: &[u8], needle: &[u8], from: usize| -> Option<usize> {
+            hay.get(from..)?
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .map(|p| p + from)
+        };
+        let mut pos = find(body, delimiter, 0).ok_or_else(malformed)? + delimiter.len();
+        loop {
+            if body.get(pos..pos + 2) == Some(b"--") {
+                return Ok(());
+            }
+            // Skip the CRLF after the delimiter, then read the part's headers.
+            pos = find(body, b"\r\n", pos).ok_or_else(malformed)? + 2;
+            let headers_end = find(body, b"\r\n\r\n", pos).ok_or_else(malformed)?;
+            let headers = String::from_utf8_lossy(&body[pos..headers_end]).to_string();
+            let content_start = headers_end + 4;
+            let next = find(body, delimiter, content_start).ok_or_else(malformed)?;
+            let content_end = next
+                .checked_sub(2)
+                .filter(|e| *e >= content_start)
+                .ok_or_else(malformed)?;
+            let content = &body[content_start..content_end];
+            let mut name = None;
+            let mut filename = None;
+            let mut part_type = None;
+            for line in headers.split("\r\n") {
+                let Some((h, v)) = line.split_once(':') else {
+                    continue;
+                };
+                if h.trim().eq_ignore_ascii_case("content-disposition") {
+                    for attr in v.split(';').map(str::trim) {
+                        if let Some(n) = attr.strip_prefix("name=") {
+                            name = Some(n.trim_matches('"').to_string());
+                        } else if let Some(f) = attr.strip_prefix("filename=") {
+                            filename = Some(f.trim_matches('"').to_string());
+                        }
+                    }
+                } else if h.trim().eq_ignore_ascii_case("content-type") {
+                    part_type = Some(v.trim().to_string());
+                }
+            }
+            if let Some(name) = name {
+                let value = match filename {
+                    Some(f) => serde_json::json!({"filename": f, "type": part_type}),
+                    None => Value::String(String::from_utf8_lossy(content).into_owned()),
+                };
+                if let Some(base) = name.strip_suffix("[]") {
+                    let entry = self
+                        .map
+                        .entry(base.to_string())
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    if let Value::Array(list) = entry {
+                        list.push(value);
+                    }
+                } else {
+                    self.map.insert(name, value);
+                }
+            }
+            pos = next + delimiter.len();
         }
     }
 

@@ -2,8 +2,8 @@
 //! throttle (Rack::Attack): bucket size and refill are `requests_per_minute`.
 //! Produces the 429 response GitLab sends, with or without its headers.
 
-use std::collections::HashMap;
-use std::time::Instant;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,11 +12,15 @@ use parking_lot::Mutex;
 use crate::config::RateLimit;
 use crate::time::{http_date, now_ms};
 
+/// The window `RateLimit-Observed` counts over (Rack::Attack's period).
+const WINDOW: Duration = Duration::from_secs(60);
+
 struct Bucket {
     tokens: f64,
     last: Instant,
-    window_start: Instant,
-    observed: u64,
+    /// When each request of the last minute arrived, refused ones included
+    /// (Rack::Attack counts every request it sees).
+    seen: VecDeque<Instant>,
 }
 
 /// Buckets by token (or `unauthenticated`).
@@ -28,30 +32,38 @@ pub(crate) struct RateLimiter {
 /// Why a request was refused.
 pub(crate) struct Throttled {
     pub retry_after_secs: u64,
+    /// Requests in the last minute, this one included. Always above the
+    /// limit: a bucket of N refilled at N per minute is empty only after at
+    /// least N admitted requests within the last minute.
     pub observed: u64,
 }
 
 impl RateLimiter {
     /// Takes one token for `key`, or reports how long to wait.
     pub fn check(&self, key: &str, limit: &RateLimit) -> Result<(), Throttled> {
+        self.check_at(key, limit, Instant::now())
+    }
+
+    fn check_at(&self, key: &str, limit: &RateLimit, now: Instant) -> Result<(), Throttled> {
         let capacity = f64::from(limit.requests_per_minute.max(1));
         let per_sec = capacity / 60.0;
-        let now = Instant::now();
         let mut buckets = self.buckets.lock();
         let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
             tokens: capacity,
             last: now,
-            window_start: now,
-            observed: 0,
+            seen: VecDeque::new(),
         });
         let elapsed = now.duration_since(bucket.last).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * per_sec).min(capacity);
         bucket.last = now;
-        if now.duration_since(bucket.window_start).as_secs() >= 60 {
-            bucket.window_start = now;
-            bucket.observed = 0;
+        while bucket
+            .seen
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+        {
+            bucket.seen.pop_front();
         }
-        bucket.observed += 1;
+        bucket.seen.push_back(now);
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
             Ok(())
@@ -59,7 +71,7 @@ impl RateLimiter {
             let wait = (1.0 - bucket.tokens) / per_sec;
             Err(Throttled {
                 retry_after_secs: wait.ceil().max(1.0) as u64,
-                observed: bucket.observed,
+                observed: bucket.seen.len() as u64,
             })
         }
     }
@@ -117,5 +129,24 @@ mod tests {
         assert!(err.retry_after_secs >= 1 && err.retry_after_secs <= 20);
         assert_eq!(err.observed, 4);
         assert!(limiter.check("other", &limit).is_ok());
+    }
+
+    /// A client that keeps the bucket empty for more than a minute still sees
+    /// `RateLimit-Observed` above the limit (it used to restart at 0 every minute).
+    #[test]
+    fn observed_stays_above_the_limit_past_a_minute() {
+        let limiter = RateLimiter::default();
+        let limit = RateLimit {
+            requests_per_minute: 600,
+            headers: true,
+        };
+        let t0 = Instant::now();
+        // 20 requests a second for 90 s: twice the refill rate.
+        for i in 0..1800u64 {
+            let at = t0 + Duration::from_millis(i * 50);
+            if let Err(t) = limiter.check_at("k", &limit, at) {
+                assert!(t.observed > 600, "observed {} at {} ms", t.observed, i * 50);
+            }
+        }
     }
 }

@@ -100,6 +100,10 @@ pub(crate) struct State {
     pub pipelines: BTreeMap<u64, Pipeline>,
     #[serde(default)]
     pub jobs: BTreeMap<u64, Job>,
+    /// `RedirectRoute`s left by project path changes: lower-cased old
+    /// `path_with_namespace` -> project id.
+    #[serde(default)]
+    pub project_redirects: BTreeMap<String, u64>,
     #[serde(skip)]
     pub idx: Indexes,
 }
@@ -168,6 +172,7 @@ impl State {
             ssh_keys: BTreeMap::new(),
             pipelines: BTreeMap::new(),
             jobs: BTreeMap::new(),
+            project_redirects: BTreeMap::new(),
             idx: Indexes::default(),
         };
         state.rebuild_indexes();
@@ -372,10 +377,14 @@ impl State {
         if let Ok(id) = id_or_path.parse::<u64>() {
             return self.projects.contains_key(&id).then_some(id);
         }
+        // `find_by_full_path(id, follow_redirects: true)` (`lib/api/helpers.rb`).
+        let key = id_or_path.to_lowercase();
         self.idx
             .project_path
-            .get(&id_or_path.to_lowercase())
+            .get(&key)
+            .or_else(|| self.project_redirects.get(&key))
             .copied()
+            .filter(|id| self.projects.contains_key(id))
     }
 
     /// Finds a namespace by numeric id or (case-insensitive) full path.
@@ -546,6 +555,7 @@ impl State {
         let Some(project) = self.projects.remove(&project_id) else {
             return;
         };
+        self.project_redirects.retain(|_, id| *id != project_id);
         if let Some(ns) = self.namespaces.get(&project.namespace_id) {
             self.idx
                 .project_path

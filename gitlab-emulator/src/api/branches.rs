@@ -121,17 +121,38 @@ pub(crate) async fn create(
     let reference = params.required_str("ref")?;
     let mut state = app.state.lock();
     let pid = project_with_access(&state, &auth, &id, access::DEVELOPER)?;
-    let project = state.projects.get_mut(&pid).expect("found above");
-    if !project.branches.contains(&reference) {
-        return Err(ApiError::message(
-            StatusCode::BAD_REQUEST,
-            "Invalid reference name",
-        ));
+    // `Branches::CreateService#execute`: an empty repository first gets a
+    // README committed to `default_branch_or_main`; that first push makes it
+    // the default branch and protects it (`Projects::ProtectDefaultBranchService`,
+    // unless a rule already covers it).
+    if state.projects[&pid].branches.is_empty() {
+        let default = state.projects[&pid].default_branch_or_main().to_string();
+        let covered = state.projects[&pid]
+            .protected_branches
+            .iter()
+            .any(|b| wildcard_match(&b.name, &default));
+        let protection =
+            (!covered).then(|| super::projects::default_protection(&mut state, &default));
+        let project = state.projects.get_mut(&pid).expect("found above");
+        project.branches.push(default.clone());
+        project.default_branch = Some(default);
+        project.protected_branches.extend(protection);
+        tracing::debug!(
+            project_id = pid,
+            "Committed a README to the empty repository"
+        );
     }
+    let project = state.projects.get_mut(&pid).expect("found above");
     if project.branches.contains(&branch) {
         return Err(ApiError::message(
             StatusCode::BAD_REQUEST,
             "Branch already exists",
+        ));
+    }
+    if !project.branches.contains(&reference) {
+        return Err(ApiError::message(
+            StatusCode::BAD_REQUEST,
+            format!("Failed to create branch '{branch}': invalid reference name '{reference}'"),
         ));
     }
     project.branches.push(branch.clone());

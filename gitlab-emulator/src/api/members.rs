@@ -9,6 +9,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::{AppState, current, int_path, json, no_content, paged, project_with_access};
+use crate::config::Edition;
 use crate::error::{ApiError, ApiResult};
 use crate::middleware::AuthUser;
 use crate::model::{Member, access};
@@ -17,13 +18,14 @@ use crate::params::Params;
 use crate::state::{NextIds, State};
 use crate::time::{is_valid_date, now_iso};
 
-fn member_json(state: &State, member: &Member, base_url: &str, admin: bool) -> Value {
+fn member_json(state: &State, member: &Member, base_url: &str, admin: bool, ee: bool) -> Value {
     match state.users.get(&member.user_id) {
         Some(user) => member.to_json(
             user,
             state.users.get(&member.created_by_id),
             base_url,
             admin,
+            ee,
         ),
         None => Value::Null,
     }
@@ -70,7 +72,15 @@ pub(crate) async fn list(
     let items = page
         .items
         .iter()
-        .map(|m| member_json(&state, m, &app.base_url, auth.is_admin))
+        .map(|m| {
+            member_json(
+                &state,
+                m,
+                &app.base_url,
+                auth.is_admin,
+                app.config.edition == Edition::Ee,
+            )
+        })
         .collect();
     Ok(paged(Page {
         items,
@@ -91,7 +101,13 @@ pub(crate) async fn get_one(
         .ok_or_else(|| ApiError::message(StatusCode::NOT_FOUND, "404 Not found"))?;
     Ok(json(
         StatusCode::OK,
-        member_json(&state, member, &app.base_url, auth.is_admin),
+        member_json(
+            &state,
+            member,
+            &app.base_url,
+            auth.is_admin,
+            app.config.edition == Edition::Ee,
+        ),
     ))
 }
 
@@ -206,7 +222,13 @@ pub(crate) async fn add(
     let member = added.ok_or_else(|| ApiError::not_found("User"))?;
     Ok(json(
         StatusCode::CREATED,
-        member_json(&state, &member, &app.base_url, auth.is_admin),
+        member_json(
+            &state,
+            &member,
+            &app.base_url,
+            auth.is_admin,
+            app.config.edition == Edition::Ee,
+        ),
     ))
 }
 
@@ -247,7 +269,13 @@ pub(crate) async fn update(
     let member = member.clone();
     Ok(json(
         StatusCode::OK,
-        member_json(&state, &member, &app.base_url, auth.is_admin),
+        member_json(
+            &state,
+            &member,
+            &app.base_url,
+            auth.is_admin,
+            app.config.edition == Edition::Ee,
+        ),
     ))
 }
 

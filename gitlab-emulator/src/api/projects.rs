@@ -16,8 +16,8 @@ use super::{AppState, current, json, paged, project_with_access};
 use crate::error::{ApiError, ApiResult};
 use crate::middleware::AuthUser;
 use crate::model::{
-    Member, NamespaceKind, PROJECT_BOOL_SETTINGS, PROJECT_STRING_SETTINGS, Project,
-    ProtectedBranch, RefAccess, User, access,
+    FEATURE_PAIRS, Member, NamespaceKind, PROJECT_BOOL_SETTINGS, PROJECT_MORE_SETTINGS,
+    PROJECT_STRING_SETTINGS, Project, ProtectedBranch, RefAccess, SettingKind, User, access,
 };
 use crate::pagination::{ListKind, Page, paginate, parse};
 use crate::params::Params;
@@ -215,15 +215,172 @@ fn check_name_path(
     }
 }
 
-/// Reads the generic settings and topics from `params` into `settings`.
+/// `ProjectsHelpers.update_params_at_least_one_of` (CE), in its order: the
+/// Grape `at_least_one_of` of `PUT /projects/:id`.
+const UPDATE_AT_LEAST_ONE_OF: &[&str] = &[
+    "allow_merge_on_skipped_pipeline",
+    "analytics_access_level",
+    "autoclose_referenced_issues",
+    "auto_devops_enabled",
+    "auto_devops_deploy_strategy",
+    "auto_cancel_pending_pipelines",
+    "build_git_strategy",
+    "build_timeout",
+    "builds_access_level",
+    "ci_config_path",
+    "ci_default_git_depth",
+    "ci_allow_fork_pipelines_to_run_in_parent_project",
+    "ci_id_token_sub_claim_components",
+    "ci_forward_deployment_enabled",
+    "ci_forward_deployment_rollback_allowed",
+    "ci_separated_caches",
+    "container_registry_access_level",
+    "container_expiration_policy_attributes",
+    "default_branch",
+    "description",
+    "emails_disabled",
+    "emails_enabled",
+    "forking_access_level",
+    "issues_access_level",
+    "lfs_enabled",
+    "merge_pipelines_enabled",
+    "merge_requests_access_level",
+    "merge_requests_template",
+    "merge_trains_enabled",
+    "merge_method",
+    "merge_request_title_regex",
+    "merge_request_title_regex_description",
+    "name",
+    "only_allow_merge_if_all_discussions_are_resolved",
+    "only_allow_merge_if_pipeline_succeeds",
+    "package_registry_access_level",
+    "pages_access_level",
+    "path",
+    "printing_merge_request_link_enabled",
+    "public_builds",
+    "public_jobs",
+    "remove_source_branch_after_merge",
+    "repository_access_level",
+    "request_access_enabled",
+    "resolve_outdated_diff_discussions",
+    "restrict_user_defined_variables",
+    "show_diff_preview_in_email",
+    "security_and_compliance_access_level",
+    "squash_option",
+    "shared_runners_enabled",
+    "group_runners_enabled",
+    "resource_group_default_process_mode",
+    "snippets_access_level",
+    "tag_list",
+    "topics",
+    "visibility",
+    "wiki_access_level",
+    "avatar",
+    "suggestion_commit_message",
+    "merge_commit_template",
+    "squash_commit_template",
+    "issue_branch_template",
+    "repository_storage",
+    "packages_enabled",
+    "service_desk_enabled",
+    "keep_latest_artifact",
+    "mr_default_target_self",
+    "enforce_auth_checks_on_uploads",
+    "releases_access_level",
+    "environments_access_level",
+    "feature_flags_access_level",
+    "infrastructure_access_level",
+    "monitor_access_level",
+    "model_experiments_access_level",
+    "model_registry_access_level",
+    "warn_about_potentially_unwanted_characters",
+    "ci_pipeline_variables_minimum_override_role",
+    "ci_push_repository_for_job_token_allowed",
+    "ci_delete_pipelines_in_seconds",
+    "max_artifacts_size",
+    "issues_enabled",
+    "jobs_enabled",
+    "merge_requests_enabled",
+    "wiki_enabled",
+    "snippets_enabled",
+    "container_registry_enabled",
+];
+
+/// Reads the generic settings and topics from `params` into `settings`
+/// (`update`: also the update-only `optional_update_params_ce`).
 fn apply_settings(
     settings: &mut BTreeMap<String, Value>,
     topics: &mut Vec<String>,
     params: &Params,
+    update: bool,
 ) -> ApiResult<()> {
+    if params.has("avatar") {
+        // A `WorkhorseFile`: only an uploaded file passes Grape's type check.
+        return Err(ApiError::bad_param("avatar is invalid"));
+    }
+    // Deprecated aliases (`translate_params_for_compatibility`).
+    if let Some(v) = params.bool("emails_disabled")? {
+        settings.insert("emails_enabled".into(), Value::Bool(!v));
+    }
+    if let Some(v) = params.bool("public_builds")? {
+        settings.insert("public_jobs".into(), Value::Bool(v));
+    }
+    for (name, kind, on_create, _) in PROJECT_MORE_SETTINGS {
+        if !update && !on_create {
+            continue;
+        }
+        let value = match kind {
+            SettingKind::Bool => params.bool(name)?.map(Value::Bool),
+            SettingKind::Int => params.int(name)?.map(|n| json!(n)),
+            SettingKind::Text => params.str(name).map(Value::String),
+            SettingKind::OneOf(allowed) => params.one_of(name, allowed)?.map(Value::String),
+            SettingKind::List => params.has(name).then(|| {
+                json!(
+                    params
+                        .list(name)
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect::<Vec<_>>()
+                )
+            }),
+        };
+        if let Some(v) = value {
+            settings.insert((*name).to_string(), v);
+        }
+    }
+    if params.has("container_expiration_policy_attributes") {
+        let mut policy = match settings.get("container_expiration_policy") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => serde_json::Map::new(),
+        };
+        for key in ["cadence", "older_than", "name_regex", "name_regex_keep"] {
+            let full = format!("container_expiration_policy_attributes[{key}]");
+            if let Some(v) = params.str(&full) {
+                policy.insert(key.into(), Value::String(v));
+            }
+        }
+        if let Some(v) = params.int("container_expiration_policy_attributes[keep_n]")? {
+            policy.insert("keep_n".into(), json!(v));
+        }
+        if let Some(v) = params.bool("container_expiration_policy_attributes[enabled]")? {
+            policy.insert("enabled".into(), Value::Bool(v));
+        }
+        settings.insert("container_expiration_policy".into(), Value::Object(policy));
+    }
     for (name, _) in PROJECT_BOOL_SETTINGS {
         if let Some(v) = params.bool(name)? {
             settings.insert((*name).to_string(), Value::Bool(v));
+        }
+    }
+    // `ProjectFeaturesCompatibility`: the boolean writes the access level
+    // (an explicit access level in the same request wins).
+    for (flag, level) in FEATURE_PAIRS {
+        if let Some(v) = params.bool(flag)? {
+            settings.remove(*flag);
+            if !params.has(level) {
+                let level_value = if v { "enabled" } else { "disabled" };
+                settings.insert((*level).to_string(), json!(level_value));
+            }
         }
     }
     for (name, allowed, _) in PROJECT_STRING_SETTINGS {
@@ -253,7 +410,7 @@ fn apply_settings(
 
 /// Creates the automatic protection of the default branch (Maintainers push
 /// and merge, no force push), as `default_branch_protection_defaults` does.
-fn default_protection(state: &mut State, branch: &str) -> ProtectedBranch {
+pub(crate) fn default_protection(state: &mut State, branch: &str) -> ProtectedBranch {
     let id = NextIds::take(&mut state.next_id.protected_branch);
     let push = RefAccess {
         id: NextIds::take(&mut state.next_id.ref_access),
@@ -295,7 +452,7 @@ pub(crate) async fn create(
     let namespace_param = params.int("namespace_id")?;
     let mut settings = BTreeMap::new();
     let mut topics = Vec::new();
-    apply_settings(&mut settings, &mut topics, &params)?;
+    apply_settings(&mut settings, &mut topics, &params, false)?;
 
     let mut state = app.state.lock();
     let user: User = current(&state, &auth)?.clone();
@@ -367,6 +524,7 @@ pub(crate) async fn create(
         });
     }
     let full = format!("{}/{}", state.namespaces[&namespace_id].full_path, path).to_lowercase();
+    state.project_redirects.remove(&full);
     state.idx.project_path.insert(full, id);
     state
         .idx
@@ -386,6 +544,12 @@ pub(crate) async fn update(
     Path(id): Path<String>,
     params: Params,
 ) -> ApiResult<Response> {
+    if !UPDATE_AT_LEAST_ONE_OF.iter().any(|k| params.has(k)) {
+        return Err(ApiError::bad_param(format!(
+            "{} are missing, at least one parameter must be provided",
+            UPDATE_AT_LEAST_ONE_OF.join(", ")
+        )));
+    }
     let visibility = params.one_of("visibility", VISIBILITIES)?;
     let mut state = app.state.lock();
     let pid = project_with_access(&state, &auth, &id, access::MAINTAINER)?;
@@ -414,7 +578,7 @@ pub(crate) async fn update(
         }
         project.default_branch = Some(branch);
     }
-    apply_settings(&mut project.settings, &mut project.topics, &params)?;
+    apply_settings(&mut project.settings, &mut project.topics, &params, true)?;
     if params.has("description") {
         project.description = params.str("description");
     }
@@ -427,6 +591,12 @@ pub(crate) async fn update(
     project.path = new_path;
     project.updated_at = now_iso();
     let new_full = state.path_with_namespace(&project).to_lowercase();
+    if old_full != new_full {
+        // A path change leaves a `RedirectRoute`; a route taking a path
+        // deletes any redirect there (`Route#delete_conflicting_redirects`).
+        state.project_redirects.remove(&new_full);
+        state.project_redirects.insert(old_full.clone(), pid);
+    }
     state.idx.project_path.remove(&old_full);
     state.idx.project_path.insert(new_full, pid);
     state

@@ -47,7 +47,11 @@ pub(crate) async fn list(
     let page = paginate(request, &app.base_url, &uri, list.into_iter(), total, |b| {
         b.id
     });
-    let items = page.items.iter().map(|b| b.to_json()).collect();
+    let items = page
+        .items
+        .iter()
+        .map(|b| b.to_json(app.config.edition == Edition::Ee))
+        .collect();
     Ok(paged(Page {
         items,
         headers: page.headers,
@@ -66,7 +70,10 @@ pub(crate) async fn get_one(
         .iter()
         .find(|b| b.name == name)
         .ok_or_else(not_found)?;
-    Ok(json(StatusCode::OK, branch.to_json()))
+    Ok(json(
+        StatusCode::OK,
+        branch.to_json(app.config.edition == Edition::Ee),
+    ))
 }
 
 fn level_param(params: &Params, key: &str) -> ApiResult<Option<i64>> {
@@ -181,7 +188,7 @@ pub(crate) async fn protect(
         allow_force_push,
         code_owner_approval_required: app.config.edition == Edition::Ee && code_owner,
     };
-    let body = branch.to_json();
+    let body = branch.to_json(app.config.edition == Edition::Ee);
     state
         .projects
         .get_mut(&pid)
@@ -286,7 +293,7 @@ pub(crate) async fn update(
             "allowed_to_merge",
         )?;
     }
-    let body = branch.to_json();
+    let body = branch.to_json(app.config.edition == Edition::Ee);
     state
         .projects
         .get_mut(&pid)

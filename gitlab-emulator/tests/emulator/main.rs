@@ -8,6 +8,7 @@ mod capacity;
 mod concurrency;
 mod control_plane;
 mod faults;
+mod fidelity;
 mod jobs;
 mod keys;
 mod members;

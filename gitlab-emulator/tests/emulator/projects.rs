@@ -13,7 +13,8 @@ async fn create_get_by_id_and_encoded_path() {
     assert_eq!(p["path_with_namespace"], "root/my-app");
     assert_eq!(p["name_with_namespace"], "Administrator / My App");
     assert_eq!(p["visibility"], "private");
-    assert_eq!(p["default_branch"], serde_json::Value::Null);
+    assert_eq!(p["default_branch"], "main", "default_branch_or_main");
+    assert_eq!(p["empty_repo"], true);
     assert_eq!(p["namespace"]["id"], 1);
     assert_eq!(p["namespace"]["kind"], "user");
     assert_eq!(p["namespace"]["full_path"], "root");
@@ -109,7 +110,7 @@ async fn initialised_project_protects_default_branch() {
     let bare = env
         .project(ADMIN, json!({"name": "bare", "default_branch": "dev"}))
         .await;
-    assert_eq!(bare["default_branch"], serde_json::Value::Null);
+    assert_eq!(bare["default_branch"], "main", "default_branch_or_main");
     let list = env
         .get(
             &format!("/projects/{}/protected_branches", bare["id"]),
@@ -209,10 +210,10 @@ async fn update_settings_and_default_branch() {
         env.get("/projects/root%2Fmoved", ADMIN).await.status,
         StatusCode::OK
     );
-    assert_eq!(
-        env.get("/projects/root%2Fupd", ADMIN).await.status,
-        StatusCode::NOT_FOUND
-    );
+    // The old path follows the redirect route (`follow_redirects: true`).
+    let old = env.get("/projects/root%2Fupd", ADMIN).await;
+    assert_eq!(old.status, StatusCode::OK);
+    assert_eq!(old.body["path_with_namespace"], "root/moved");
     // A developer cannot update.
     let alice = env.get("/user", ALICE).await.body;
     env.post(

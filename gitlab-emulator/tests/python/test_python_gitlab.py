@@ -233,3 +233,36 @@ def test_client_survives_headerless_429s(gl, control):
         assert gl.projects.list(get_all=False, per_page=1) is not None
     control.clear_faults()
     assert control.counters()["faults"].get("rate_limited", 0) > 0
+
+
+def test_audit_fidelity(gl):
+    """Fixes from an outside audit, seen through python-gitlab."""
+    project = gl.projects.create({"name": "pyaudit"})
+    # default_branch_or_main: an empty project reports main.
+    assert project.empty_repo is True
+    assert project.default_branch == "main"
+    # CE members carry no EE fields (member_role: null crashed gitlabform).
+    member = project.members.list()[0]
+    for key in ("member_role", "group_saml_identity", "membership_state"):
+        assert key not in member.attributes
+    # A branch in an empty project: README on main first, then the branch.
+    branch = project.branches.create({"branch": "feature", "ref": "main"})
+    assert branch.name == "feature"
+    assert project.protectedbranches.get("main").name == "main"
+    assert "code_owner_approval_required" not in project.protectedbranches.get("main").attributes
+    # Feature booleans are their access level; documented settings are kept.
+    project.issues_enabled = False
+    project.ci_default_git_depth = 7
+    project.save()
+    again = gl.projects.get(project.id)
+    assert again.issues_access_level == "disabled"
+    assert again.ci_default_git_depth == 7
+    # Renamed: the old path still finds it.
+    again.path = "pyaudit-moved"
+    again.save()
+    assert gl.projects.get("root/pyaudit").id == project.id
+    # A PUT with nothing GitLab knows is Grape's at_least_one_of 400.
+    with pytest.raises(gitlab.exceptions.GitlabUpdateError) as e:
+        gl.projects.update(project.id, {"no_such_setting": True})
+    assert e.value.response_code == 400
+    assert body(e.value)["error"].endswith("at least one parameter must be provided")
