@@ -841,6 +841,9 @@ impl Project {
             "open_issues_count": 0,
             "marked_for_deletion_at": self.marked_for_deletion_at,
             "marked_for_deletion_on": self.marked_for_deletion_on,
+            // `Entities::Project` `expose :shared_with_groups` (`SharedGroupWithProject` of the
+            // project's group links); sharing a project with a group is not modelled, so empty.
+            "shared_with_groups": [],
         });
         let o = v.as_object_mut().expect("object literal");
         if let Some(owner) = owner {

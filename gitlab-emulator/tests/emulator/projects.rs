@@ -19,6 +19,11 @@ async fn create_get_by_id_and_encoded_path() {
     assert_eq!(p["namespace"]["kind"], "user");
     assert_eq!(p["namespace"]["full_path"], "root");
     assert_eq!(p["archived"], false);
+    assert_eq!(
+        p["shared_with_groups"],
+        json!([]),
+        "gitlabform's members processor reads it"
+    );
     assert!(p["web_url"].as_str().unwrap().ends_with("/root/my-app"));
     let by_path = env.get("/projects/ROOT%2FMy-App", ADMIN).await;
     assert_eq!(by_path.status, StatusCode::OK);
