@@ -8,7 +8,7 @@ use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::{AppState, json, paged, project_with_access};
+use super::{AppState, json, no_content, paged, project_with_access};
 use crate::error::{ApiError, ApiResult};
 use crate::middleware::AuthUser;
 use crate::model::{Project, access};
@@ -162,6 +162,42 @@ pub(crate) async fn create(
         StatusCode::CREATED,
         branch_json(project, &branch, &app.base_url, &path),
     ))
+}
+
+/// `DELETE /projects/:id/repository/branches/:branch` (`authorize_push_project`,
+/// `find_branch!`, then `Branches::DeleteService`): 204; 404 `Branch Not Found`
+/// for an unknown branch; the default branch and protected branches are refused
+/// by the pre-receive checks (`Gitlab::Checks::BranchCheck`), which the service
+/// turns into a 400 with the check's message.
+pub(crate) async fn delete(
+    axum::extract::State(app): AppState,
+    Extension(auth): Extension<AuthUser>,
+    Path((id, branch)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let mut state = app.state.lock();
+    let pid = project_with_access(&state, &auth, &id, access::DEVELOPER)?;
+    let project = state.projects.get_mut(&pid).expect("found above");
+    let Some(pos) = project.branches.iter().position(|b| *b == branch) else {
+        return Err(ApiError::not_found("Branch"));
+    };
+    if project.default_branch.as_deref() == Some(branch.as_str()) {
+        return Err(ApiError::message(
+            StatusCode::BAD_REQUEST,
+            "The default branch of a project cannot be deleted.",
+        ));
+    }
+    if project
+        .protected_branches
+        .iter()
+        .any(|p| wildcard_match(&p.name, &branch))
+    {
+        return Err(ApiError::message(
+            StatusCode::BAD_REQUEST,
+            "You can only delete protected branches using the web interface.",
+        ));
+    }
+    project.branches.remove(pos);
+    Ok(no_content())
 }
 
 #[cfg(test)]

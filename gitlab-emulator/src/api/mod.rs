@@ -98,7 +98,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         )
         .route(
             "/api/v4/projects/{id}/repository/branches/{branch}",
-            get(branches::get_one),
+            get(branches::get_one).delete(branches::delete),
         )
         .route(
             "/api/v4/projects/{id}/members",

@@ -465,3 +465,57 @@ async fn multipart_bodies_are_parameters() {
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 }
+
+/// `DELETE /projects/:id/repository/branches/:branch` (python-gitlab's
+/// functional `test_branch_name_with_period`): 204, then the branch is gone;
+/// an unknown branch is a 404; the default branch and protected branches are
+/// refused (400, the pre-receive check's message).
+#[tokio::test]
+async fn delete_branch() {
+    let env = start().await;
+    let p = env.project(ADMIN, json!({"name": "del"})).await;
+    let base = format!("/projects/{}/repository/branches", p["id"]);
+    for b in ["my.branch.name", "release-1"] {
+        let r = env
+            .post(&base, ADMIN, json!({"branch": b, "ref": "main"}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let got = env.get(&format!("{base}/my.branch.name"), ADMIN).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body["name"], "my.branch.name");
+
+    let del = env.delete(&format!("{base}/my.branch.name"), ADMIN).await;
+    assert_eq!(del.status, StatusCode::NO_CONTENT, "{}", del.text);
+    let gone = env.get(&format!("{base}/my.branch.name"), ADMIN).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    let again = env.delete(&format!("{base}/my.branch.name"), ADMIN).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(again.body, json!({"message": "404 Branch Not Found"}));
+
+    let main = env.delete(&format!("{base}/main"), ADMIN).await;
+    assert_eq!(main.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        main.body,
+        json!({"message": "The default branch of a project cannot be deleted."})
+    );
+
+    let pb = env
+        .post(
+            &format!("/projects/{}/protected_branches", p["id"]),
+            ADMIN,
+            json!({"name": "release-*"}),
+        )
+        .await;
+    assert_eq!(pb.status, StatusCode::CREATED, "{}", pb.text);
+    let protected = env.delete(&format!("{base}/release-1"), ADMIN).await;
+    assert_eq!(protected.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        protected.body,
+        json!({"message": "You can only delete protected branches using the web interface."})
+    );
+    assert_eq!(
+        env.get(&format!("{base}/release-1"), ADMIN).await.status,
+        StatusCode::OK
+    );
+}
