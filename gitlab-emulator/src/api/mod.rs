@@ -78,6 +78,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/v4/namespaces", get(namespaces::list_namespaces))
         .route("/api/v4/namespaces/{id}", get(namespaces::get_namespace))
         .route(
+            "/api/v4/namespaces/{id}/exists",
+            get(namespaces::namespace_exists),
+        )
+        .route(
             "/api/v4/groups",
             get(namespaces::list_groups).post(namespaces::create_group),
         )

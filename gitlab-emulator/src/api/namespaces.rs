@@ -78,6 +78,42 @@ pub(crate) async fn get_namespace(
     Ok(json(StatusCode::OK, ns.namespace_json(&app.base_url, 1)))
 }
 
+/// `GET /namespaces/:namespace/exists` (`API::Namespaces`): whether a namespace
+/// with that path (case-insensitive) exists among the children of `parent_id`
+/// (top-level namespaces without it), and if so a free alternative
+/// (`Namespace.clean_path` via `Gitlab::Utils::Uniquify`: the path with 1, 2, …
+/// appended). Any authenticated user may ask.
+pub(crate) async fn namespace_exists(
+    axum::extract::State(app): AppState,
+    Extension(auth): Extension<AuthUser>,
+    Path(path): Path<String>,
+    params: Params,
+) -> ApiResult<Response> {
+    let state = app.state.lock();
+    current(&state, &auth)?;
+    let parent = params.int("parent_id")?.map(|v| v as u64);
+    let taken = |p: &str| {
+        state
+            .namespaces
+            .values()
+            .any(|ns| ns.parent_id == parent && ns.path.eq_ignore_ascii_case(p))
+    };
+    let exists = taken(&path);
+    let suggests: Vec<String> = if exists {
+        (1u64..)
+            .map(|n| format!("{path}{n}"))
+            .find(|candidate| !taken(candidate))
+            .into_iter()
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(json(
+        StatusCode::OK,
+        serde_json::json!({"exists": exists, "suggests": suggests}),
+    ))
+}
+
 pub(crate) async fn list_groups(
     axum::extract::State(app): AppState,
     Extension(auth): Extension<AuthUser>,

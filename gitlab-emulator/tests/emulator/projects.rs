@@ -340,3 +340,49 @@ async fn groups_and_namespaces() {
         .collect();
     assert_eq!(paths, vec![json!("alice")]);
 }
+
+/// `GET /namespaces/:namespace/exists` (python-gitlab's functional
+/// `test_namespaces`): top level without `parent_id`, among a group's children
+/// with it, case-insensitive, with a numbered suggestion when taken.
+#[tokio::test]
+async fn namespace_exists() {
+    let env = start().await;
+    let g = env
+        .post(
+            "/groups",
+            ADMIN,
+            json!({"name": "Platform", "path": "platform"}),
+        )
+        .await;
+    let gid = g.body["id"].clone();
+    env.post(
+        "/groups",
+        ADMIN,
+        json!({"name": "Infra", "path": "infra", "parent_id": gid}),
+    )
+    .await;
+    env.post("/groups", ADMIN, json!({"name": "P1", "path": "platform1"}))
+        .await;
+
+    let root = env.get("/namespaces/root/exists", ALICE).await;
+    assert_eq!(root.status, StatusCode::OK, "{}", root.text);
+    assert_eq!(root.body, json!({"exists": true, "suggests": ["root1"]}));
+    let platform = env.get("/namespaces/PLATFORM/exists", ADMIN).await;
+    assert_eq!(
+        platform.body,
+        json!({"exists": true, "suggests": ["PLATFORM2"]})
+    );
+    let free = env.get("/namespaces/nobody/exists", ADMIN).await;
+    assert_eq!(free.body, json!({"exists": false, "suggests": []}));
+    // `infra` is not top level, only a child of `platform`.
+    let top = env.get("/namespaces/infra/exists", ADMIN).await;
+    assert_eq!(top.body["exists"], false);
+    let child = env
+        .get(&format!("/namespaces/infra/exists?parent_id={gid}"), ADMIN)
+        .await;
+    assert_eq!(child.body, json!({"exists": true, "suggests": ["infra1"]}));
+    let anon = env
+        .call_with(reqwest::Method::GET, "/namespaces/root/exists", &[], None)
+        .await;
+    assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
+}
