@@ -4,8 +4,9 @@ python-gitlab sdist, which starts GitLab in docker), pointing them at the gitlab
 Only fixtures change: `gl` is an admin client of an emulator started on 127.0.0.1:0 (as
 gitlab-emulator/tests/python/conftest.py does), the emulator is reset before each test module
 (their module-scoped `project`, `user`, `group` fixtures live across a module's tests, and
-their cleanup relies on GitLab deleting things), and the data fixtures (`group`, `project`,
-`user`, `variable`, keys, `gitlab_version`) are theirs, copied verbatim. selection.py decides
+their cleanup relies on GitLab deleting things), `temp_dir` is a private directory, and the
+other fixtures (`group`, `project`, `user`, `variable`, the keys, `gitlab_version`,
+`gitlab_config`, the plan checks) are theirs, copied verbatim. selection.py decides
 which tests run, which are expected failures (known deviations) and which are out of scope.
 """
 
