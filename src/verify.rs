@@ -140,6 +140,8 @@ pub enum Refusal {
     },
     Stale(Vec<Stale>),
     Promotion(Vec<String>),
+    /// Steps that are not what the desired state asks for (a hand-made or edited plan).
+    NotTheDesiredState(Vec<String>),
 }
 
 impl fmt::Display for Refusal {
@@ -209,6 +211,11 @@ impl fmt::Display for Refusal {
                     "help: plan again (`reconcile plan --out FILE`), review the new plan and have it approved"
                 )
             }
+            Self::NotTheDesiredState(wrong) => write!(
+                f,
+                "the plan is not what the desired state asks for:\n  {}\nhelp: make plans with `reconcile plan --out FILE` from the desired state; nothing was changed",
+                wrong.join("\n  ")
+            ),
             Self::Promotion(failed) => write!(
                 f,
                 "the promotion rule no longer holds:\n{}\nhelp: bring the source environment back to a stable rollout of these images and apply again, or plan again with `--promotion-override ENV/SERVICE=REASON`; nothing was changed",
@@ -263,6 +270,7 @@ pub async fn verify(
     if !plan.blocked.is_empty() {
         return Err(Refusal::Blocked(plan.blocked.clone()));
     }
+    matches_desired_state(&plan, inputs, io)?;
     policies(&plan, inputs)?;
     let destructive = plan.destructive();
     let max = inputs.state.config.plan.max_deletes;
@@ -342,6 +350,50 @@ async fn identities(
         }
     }
     (author, verified, unproven)
+}
+
+/// Every step is what the desired state (at the plan's revision, which is now's) asks for:
+/// its scope is its address's, it writes exactly the desired fields, and a deletion is of
+/// something the desired state prunes. Apply writes the step's own fields and gates are found
+/// from its scope, so a hand-made plan file could otherwise write anything under a harmless
+/// scope name.
+fn matches_desired_state(plan: &Plan, inputs: &Inputs<'_>, io: &Io<'_>) -> Result<(), Refusal> {
+    let prune = crate::providers::gitlab::Gitlab::prune(inputs.state);
+    let mut wrong = Vec::new();
+    for step in &plan.steps {
+        let wanted = io.desired.iter().find(|d| d.address == step.address);
+        let why = if step.scope != step.address.scope_name() {
+            Some(format!(
+                "is labelled scope `{}`, but it belongs to `{}`",
+                step.scope,
+                step.address.scope_name()
+            ))
+        } else {
+            match (step.action, wanted) {
+                (Action::Delete, Some(_)) => {
+                    Some("deletes a resource the desired state declares".into())
+                }
+                (Action::Delete, None) => {
+                    let pruned = crate::plan::graph_owner(&step.address)
+                        .is_some_and(|o| prune.contains(&(o, step.address.kind())));
+                    (!pruned).then(|| "deletes a resource the desired state does not prune".into())
+                }
+                (_, None) => Some("is not in the desired state (in this run's scope)".into()),
+                (_, Some(d)) if d.fields != step.desired => {
+                    Some("writes fields other than the desired state's".into())
+                }
+                _ => None,
+            }
+        };
+        if let Some(why) = why {
+            wrong.push(format!("{}: {why}", step.address));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(Refusal::NotTheDesiredState(wrong))
+    }
 }
 
 /// Scopes of a correction whose gate is met by the last approved apply.

@@ -76,6 +76,16 @@ plan:
   max_deletes: 2
 ";
 
+/// A project whose members are pruned (the tests' deletions are of its members).
+const SPEC: &str = "projects:
+  - namespace: root
+    path: app
+    members: {prune: true, items: []}
+    protected_branches:
+      items:
+        - {name: main, push: maintainer, merge: developer, allow_force_push: false}
+";
+
 struct World {
     _dir: tempfile::TempDir,
     state: DesiredState,
@@ -90,6 +100,7 @@ struct World {
 fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("reconcile.yaml"), CONFIG).unwrap();
+    std::fs::write(dir.path().join("gitlab.yaml"), SPEC).unwrap();
     let state = crate::spec::load(dir.path()).expect("the fixture loads");
     let fake = std::sync::Arc::new(FakeProvider {
         live: Mutex::new(BTreeMap::new()),
@@ -119,7 +130,7 @@ fn world() -> World {
 
 fn member(user: &str) -> Address {
     Address::Member {
-        project: "g/app".into(),
+        project: "root/app".into(),
         user: user.into(),
     }
 }
@@ -540,7 +551,7 @@ async fn auto_approve_passes_ungated_scopes_only() {
 async fn a_child_made_by_its_parents_creation_is_not_stale() {
     let w = world();
     let project = Address::Project {
-        path: "g/app".into(),
+        path: "root/app".into(),
     };
     let create = |address: Address, depends_on: Vec<Address>| Step {
         scope: "gitlab".into(),
@@ -576,4 +587,61 @@ async fn a_child_made_by_its_parents_creation_is_not_stale() {
         .await
         .unwrap_err();
     assert!(matches!(refusal, Refusal::Stale(_)), "{refusal}");
+}
+
+/// A hand-made plan file (hash recomputed, nothing approved): a step relabelled to an ungated
+/// scope, a step writing other fields than the desired state's, a deletion the desired state
+/// does not ask for. Each is refused before anything is read.
+#[tokio::test]
+async fn a_plan_that_is_not_the_desired_states_is_refused() {
+    let w = world();
+    let honest = vec![update("dev1")];
+    let mut relabelled = update("dev1");
+    relabelled.scope = "staging".into();
+    let mut rewritten = update("dev1");
+    rewritten.desired = live(50).fields;
+    let unpruned = Step {
+        address: Address::User {
+            username: "dev9".into(),
+        },
+        scope: "gitlab".into(),
+        ..delete("x")
+    };
+    for (step, want) in [
+        (
+            relabelled,
+            "is labelled scope `staging`, but it belongs to `gitlab`",
+        ),
+        (rewritten, "writes fields other than the desired state's"),
+        (
+            unpruned,
+            "deletes a resource the desired state does not prune",
+        ),
+    ] {
+        let file = w.file(&w.plan(vec![step]));
+        let refusal = w
+            .verify(
+                Source::File {
+                    file,
+                    approvals: Approvals::default(),
+                },
+                &honest,
+                true,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(refusal, Refusal::NotTheDesiredState(_)),
+            "{refusal}"
+        );
+        assert!(refusal.to_string().contains(want), "{refusal}");
+    }
+    assert_eq!(w.reads(), 0);
+    // Positive control: the honest step (approved) passes.
+    w.set_live(member("dev1"), Observed::Present(live(30)));
+    let file = w.file(&w.plan(honest.clone()));
+    let approvals = signed_by_bob(&file);
+    w.verify(Source::File { file, approvals }, &honest, false)
+        .await
+        .expect("passes");
 }

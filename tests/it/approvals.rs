@@ -982,3 +982,43 @@ fn an_approver_signs_with_their_own_token() {
     }
     g.applied(&g.apply(&[]));
 }
+
+/// A hand-made plan file (sha256 recomputed): every step relabelled to a scope without a gate,
+/// or writing fields other than the desired state's. Apply used to take the scope from the
+/// file, so no approval was asked; now the plan must be the desired state's.
+#[test]
+fn a_plan_relabelled_to_an_ungated_scope_is_refused() {
+    let g = Gated::new(GATED);
+    g.plan_as(&g.alice);
+    let text = std::fs::read_to_string(g.plan_file()).unwrap();
+    let honest = reconcile::plan::Plan::from_file(&text).unwrap().plan;
+    let mut relabelled = honest.clone();
+    for step in &mut relabelled.steps {
+        step.scope = "staging".into();
+    }
+    std::fs::write(g.plan_file(), relabelled.to_file(None)).unwrap();
+    let stderr = g.refused(&g.apply(&[]));
+    assert!(
+        stderr.contains("is labelled scope `staging`, but it belongs to `gitlab`"),
+        "{stderr}"
+    );
+    let mut rewritten = honest.clone();
+    let user = rewritten
+        .steps
+        .iter_mut()
+        .find(|s| s.address.kind() == "gitlab.user")
+        .unwrap();
+    user.desired
+        .insert("admin".into(), reconcile::live::Value::Bool(true));
+    std::fs::write(g.plan_file(), rewritten.to_file(None)).unwrap();
+    let stderr = g.refused(&g.apply(&[]));
+    assert!(
+        stderr.contains("writes fields other than the desired state's"),
+        "{stderr}"
+    );
+    // Positive control: the plan as made, approved, applies.
+    g.plan_as(&g.alice);
+    assert_eq!(g.approve(&g.bob).status.code(), Some(0));
+    assert_eq!(g.approve(&g.carol).status.code(), Some(0));
+    g.applied(&g.apply(&[]));
+}
