@@ -82,6 +82,14 @@ pub struct Live {
 }
 
 impl Live {
+    /// Whether this live object has every wanted field's value. A field GitLab does not show
+    /// (a hidden value) cannot be compared and does not count against it; the convergence
+    /// check reports what stays unknown.
+    pub fn is_as_wanted(&self, want: &Fields) -> bool {
+        want.iter()
+            .all(|(f, v)| self.fields.get(f).is_none_or(|have| have == v))
+    }
+
     /// Fingerprint of the live state a step is computed against: sha256 of the canonical JSON
     /// of its fields (secrets are already fingerprints).
     pub fn fingerprint(&self) -> String {
@@ -105,4 +113,17 @@ pub struct LiveState {
     pub objects: BTreeMap<Address, Observed>,
     /// Live objects in a managed collection that the desired state does not list.
     pub unmanaged: BTreeMap<Address, Live>,
+}
+
+impl LiveState {
+    /// What is live at `address` now, desired or not: the object, `None` when absent, or why it
+    /// could not be read.
+    pub fn current(&self, address: &Address) -> Result<Option<&Live>, &str> {
+        match self.objects.get(address) {
+            Some(Observed::Present(l)) => Ok(Some(l)),
+            Some(Observed::Absent) => Ok(None),
+            Some(Observed::Unknown(why)) => Err(why),
+            None => Ok(self.unmanaged.get(address)),
+        }
+    }
 }

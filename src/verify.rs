@@ -21,7 +21,7 @@ use crate::approve::{
     self, Approvals, Directory, Gates, VerifiedApproval, VerifiedAuthor, verify_approval,
     verify_author,
 };
-use crate::live::{Desired, Fields, LiveState, Observed};
+use crate::live::{Desired, Fields, LiveState};
 use crate::plan::{Action, Blocked, Destructive, Plan, PlanFile, Precondition, PromotionOverride};
 use crate::policy::Finding;
 use crate::providers::Providers;
@@ -495,13 +495,9 @@ fn compare(
     desired: &[Desired],
     observed: &LiveState,
 ) -> Compared {
-    let now = match observed.objects.get(&step.address) {
-        Some(Observed::Present(l)) => Some(l),
-        Some(Observed::Absent) => None,
-        Some(Observed::Unknown(why)) => {
-            return Compared::Stale(format!("cannot be read now ({why})"));
-        }
-        None => observed.unmanaged.get(&step.address),
+    let now = match observed.current(&step.address) {
+        Ok(now) => now,
+        Err(why) => return Compared::Stale(format!("cannot be read now ({why})")),
     };
     if Precondition::of(now) == step.precondition {
         return Compared::Holds;
@@ -524,9 +520,7 @@ fn compare(
     match (step.action, now, wanted) {
         (Action::Delete, None, _) => return Compared::Done,
         (Action::Create | Action::Update | Action::Replace, Some(live), Some(want))
-            if want
-                .iter()
-                .all(|(f, v)| live.fields.get(f).is_none_or(|have| have == v)) =>
+            if live.is_as_wanted(want) =>
         {
             return Compared::Done;
         }

@@ -155,21 +155,13 @@ async fn read_back_matches(providers: &Providers, desired: &[Desired], step: &St
     let live = providers
         .observe_only(desired, std::slice::from_ref(&step.address))
         .await;
-    let now = match live.objects.get(&step.address) {
-        Some(crate::live::Observed::Present(l)) => Some(l),
-        Some(crate::live::Observed::Absent) => None,
-        Some(crate::live::Observed::Unknown(_)) => return false,
-        None => live.unmanaged.get(&step.address),
+    let Ok(now) = live.current(&step.address) else {
+        return false;
     };
     match (step.action, now) {
         (Action::Delete, None) => true,
         (Action::Delete, Some(_)) | (_, None) => false,
-        (_, Some(live)) => step
-            .desired
-            .iter()
-            // A field GitLab does not show (a hidden value) cannot be read back: the
-            // convergence check reports what stays unknown.
-            .all(|(f, v)| live.fields.get(f).is_none_or(|have| have == v)),
+        (_, Some(live)) => live.is_as_wanted(&step.desired),
     }
 }
 

@@ -87,13 +87,17 @@ pub fn run(args: &ApplyArgs) -> Exit {
             Ok(p) => p,
             Err(e) => return super::plan::report_error(e),
         };
-        // Who applies, for the audit log: as GitLab says when it can.
-        let who = match &prepared.identity {
-            Some(i) => i.user.username.clone(),
-            None => match pipeline::author(&prepared.state, &settings, None).await {
-                Ok((author, _)) if author.user_id.is_some() => author.username,
-                _ => settings.user.clone(),
-            },
+        // Who applies (the audit log; the author of an --auto-approve plan): as GitLab says,
+        // asked once.
+        let (author, origin) =
+            match pipeline::author(&prepared.state, &settings, prepared.identity.as_ref()).await {
+                Ok(found) => found,
+                Err(e) => return super::plan::report_error(e),
+            };
+        let who = if author.user_id.is_some() {
+            author.username.clone()
+        } else {
+            settings.user.clone()
         };
         let revision = pipeline::revision(&prepared.state);
         let key = settings.key();
@@ -106,10 +110,6 @@ pub fn run(args: &ApplyArgs) -> Exit {
                 let live = prepared.providers.observe(&prepared.desired).await;
                 let mut planned = prepared.plan(live, &settings);
                 planned.check_promotion().await;
-                let (author, origin) = match pipeline::author(&planned.state, &settings, planned.identity.as_ref()).await {
-                    Ok(found) => found,
-                    Err(e) => return super::plan::report_error(e),
-                };
                 planned.plan.author = author;
                 planned.plan.origin = origin;
                 super::plan::print_plan(&planned, false);
