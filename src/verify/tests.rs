@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use super::*;
 use crate::approve::{Approval, CiJob, GitlabUser, Proof, proof};
-use crate::live::{Live, Value};
+use crate::live::{Live, Observed, Value};
 use crate::plan::{Author, AuthorVia, Step};
 use crate::providers::{Provider, StepError};
 
