@@ -2,7 +2,8 @@
 //! latency per request. Prints wall time, request count, and the ratio to the floor (the
 //! minimal request count × 20 ms ÷ concurrency). Nothing is asserted on time.
 //!
-//! `cargo bench --bench gitlab_plan` (`FLEET_PROJECTS=200` for a smaller fleet).
+//! `cargo bench --bench gitlab_plan` (`FLEET_PROJECTS=200` for a smaller fleet;
+//! `FLEET_RATE_LIMIT_RPM=600` also plans it again against a rate-limited emulator).
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -167,5 +168,55 @@ fn main() {
     );
     println!("  floor          {floor:.2} s (minimum requests × {LATENCY_MS} ms ÷ {concurrency})");
     println!("  ratio to floor {:.2}", wall.as_secs_f64() / floor);
+
+    // Under a rate limit (`FLEET_RATE_LIMIT_RPM`): the same fleet on a throttled emulator. The
+    // emulator's bucket holds a minute of requests, so the floor is the time to earn the
+    // requests beyond the first minute's.
+    if let Some(rpm) = std::env::var("FLEET_RATE_LIMIT_RPM")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        let state = emu.dump_state();
+        let throttled = rt
+            .block_on(Emulator::start(Config {
+                admin_tokens: vec![TOKEN.into()],
+                rate_limit: Some(gitlab_emulator::RateLimit {
+                    requests_per_minute: rpm,
+                    headers: true,
+                }),
+                ..Config::default()
+            }))
+            .unwrap();
+        throttled.load_state(state).unwrap();
+        throttled.reset_counters();
+        let url = throttled.url();
+        let settings = Settings::from_env(|k| match k {
+            "GITLAB_URL" => Some(url.clone()),
+            "GITLAB_TOKEN" => Some(TOKEN.into()),
+            _ => None,
+        });
+        let start = Instant::now();
+        let planned = rt
+            .block_on(pipeline::plan(dir.path(), &settings))
+            .unwrap_or_else(|_| panic!("fleet plans under the rate limit"));
+        let wall = start.elapsed();
+        assert!(planned.plan.is_empty(), "the seeded fleet has no changes");
+        let counters = throttled.counters();
+        let answered = counters.total - counters.rate_limited;
+        let floor = floor_requests.saturating_sub(u64::from(rpm)) as f64 * 60.0 / f64::from(rpm);
+        println!(
+            "no-change plan of the same fleet, rate limit {rpm} requests/min per token (burst {rpm}):"
+        );
+        println!("  wall time      {:.2} s", wall.as_secs_f64());
+        println!(
+            "  requests       {answered} answered (minimum {floor_requests}), {} refused with 429",
+            counters.rate_limited
+        );
+        println!("  floor          {floor:.2} s (requests beyond the burst at {rpm}/min)");
+        if floor > 0.0 {
+            println!("  ratio to floor {:.2}", wall.as_secs_f64() / floor);
+        }
+        rt.block_on(throttled.shutdown()).unwrap();
+    }
     rt.block_on(emu.shutdown()).unwrap();
 }

@@ -103,6 +103,8 @@ pub struct GitlabClient {
     options: ClientOptions,
     permits: Arc<Semaphore>,
     requests: AtomicU64,
+    /// Until when GitLab asked every request to wait (its last 429's Retry-After).
+    resume_at: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl GitlabClient {
@@ -138,6 +140,7 @@ impl GitlabClient {
             permits: Arc::new(Semaphore::new(options.concurrency.max(1))),
             options,
             requests: AtomicU64::new(0),
+            resume_at: std::sync::Mutex::new(None),
         })
     }
 
@@ -205,6 +208,12 @@ impl GitlabClient {
             .acquire()
             .await
             .expect("semaphore is never closed");
+        // After a 429 every request waits out the server's Retry-After, not only the one that
+        // was refused: 16 requests in flight must not keep hitting a rate limit.
+        let resume = *self.resume_at.lock().expect("not poisoned");
+        if let Some(at) = resume {
+            tokio::time::sleep_until(at).await;
+        }
         self.requests.fetch_add(1, Ordering::Relaxed);
         crate::metrics::api_request("gitlab");
         let mut req = self
@@ -258,6 +267,14 @@ impl GitlabClient {
                 };
             }
         };
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let wait = after.unwrap_or(self.options.min_backoff);
+            let at = tokio::time::Instant::now() + wait;
+            let mut resume = self.resume_at.lock().expect("not poisoned");
+            if resume.is_none_or(|r| r < at) {
+                *resume = Some(at);
+            }
+        }
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             crate::metrics::api_error("gitlab");
             return Attempt::Retry {
