@@ -18,14 +18,45 @@ pub enum Edition {
     Ee,
 }
 
-/// Optional per-token token bucket, imitating Rack::Attack's authenticated API throttle.
+/// Optional per-token throttle imitating Rack::Attack's authenticated API
+/// throttle: a fixed window of `period_secs` per token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimit {
-    /// Requests allowed per minute and per token (also the bucket size).
+    /// Requests allowed per minute and per token. With a `period_secs` other
+    /// than 60 the window's limit is `requests_per_minute * period_secs / 60`
+    /// (rounded up; GitLab's `throttle_authenticated_api_requests_per_period`).
     pub requests_per_minute: u32,
     /// When false, 429 responses carry neither `Retry-After` nor `RateLimit-*`
     /// headers, as some GitLab fronts do.
     pub headers: bool,
+    /// Window length in seconds (`throttle_authenticated_api_period_in_seconds`,
+    /// default 60).
+    pub period_secs: u32,
+    /// Imitates GitLab 18.6's feature flag
+    /// `rate_limiting_headers_for_unthrottled_requests`: every non-429
+    /// response to a throttled-eligible request carries `RateLimit-*`
+    /// (without `Retry-After`). Default false.
+    pub headers_on_success: bool,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self {
+            requests_per_minute: 600,
+            headers: true,
+            period_secs: 60,
+            headers_on_success: false,
+        }
+    }
+}
+
+impl RateLimit {
+    /// The window's limit (Rack::Attack's `limit`).
+    pub fn requests_per_period(&self) -> u32 {
+        let period = u64::from(self.period_secs.max(1));
+        let per_period = (u64::from(self.requests_per_minute) * period).div_ceil(60);
+        u32::try_from(per_period.max(1)).unwrap_or(u32::MAX)
+    }
 }
 
 /// Everything needed to start an emulator.

@@ -44,6 +44,13 @@ struct Args {
     /// Send 429s without Retry-After and RateLimit-* headers.
     #[arg(long)]
     rate_limit_no_headers: bool,
+    /// Length of the rate limit's fixed window in seconds (Rack::Attack's period).
+    #[arg(long, default_value_t = 60)]
+    rate_limit_period_secs: u32,
+    /// RateLimit-* headers on every non-429 response too (GitLab 18.6's
+    /// `rate_limiting_headers_for_unthrottled_requests` feature flag).
+    #[arg(long)]
+    rate_limit_headers_on_success: bool,
     /// How long a deleted user stays visible, in milliseconds.
     #[arg(long, default_value_t = 200)]
     user_delete_delay_ms: u64,
@@ -95,6 +102,8 @@ async fn run(args: Args) -> Result<(), gitlab_emulator::EmulatorError> {
         rate_limit: args.rate_limit_rpm.map(|rpm| RateLimit {
             requests_per_minute: rpm,
             headers: !args.rate_limit_no_headers,
+            period_secs: args.rate_limit_period_secs.max(1),
+            headers_on_success: args.rate_limit_headers_on_success,
         }),
         user_delete_delay: Duration::from_millis(args.user_delete_delay_ms),
         state_file: args.state,

@@ -19,7 +19,7 @@ use crate::counters::route_template;
 use crate::error::ApiError;
 use crate::faults::FaultKind;
 use crate::model::UserState;
-use crate::ratelimit::throttled_response;
+use crate::ratelimit::{add_success_headers, injected_throttle, throttled_response};
 use crate::server::{App, ResetConnection};
 use crate::time::now_ms;
 
@@ -210,9 +210,8 @@ pub(crate) async fn api_layer(
                 .rate_limit
                 .as_ref()
                 .map_or(600, |r| r.requests_per_minute);
-            return throttled_response(
+            return injected_throttle(
                 limit,
-                u64::from(limit) + 1,
                 faults.retry_after_secs.max(1),
                 !faults.omit_rate_limit_headers,
             );
@@ -222,34 +221,43 @@ pub(crate) async fn api_layer(
     }
 
     let token = request_token(req.headers(), req.uri().query());
+    let mut observation = None;
     if let Some(limit) = &app.config.rate_limit {
         let key = token.clone().unwrap_or_else(|| "unauthenticated".into());
-        if let Err(throttled) = app.limiter.check(&key, limit) {
+        let seen = app.limiter.check(&key, limit);
+        if seen.throttled {
             app.counters.record_rate_limited();
-            tracing::debug!(route = %route, retry_after = throttled.retry_after_secs, "Rate limited");
-            return throttled_response(
-                limit.requests_per_minute,
-                throttled.observed,
-                throttled.retry_after_secs,
-                limit.headers,
-            );
+            tracing::debug!(route = %route, retry_after = seen.retry_after(), "Rate limited");
+            return throttled_response(&seen, limit.headers);
         }
+        observation = limit.headers_on_success.then_some(seen);
     }
+    // `Gitlab::Middleware::RackAttackHeaders`: wraps everything below it, so
+    // authentication errors and handler responses alike get the headers
+    // (429s excepted).
+    let with_headers = |mut resp: Response| {
+        if let Some(seen) = &observation
+            && resp.status() != StatusCode::TOO_MANY_REQUESTS
+        {
+            add_success_headers(&mut resp, seen);
+        }
+        resp
+    };
 
     let matched_route = matched.as_ref().map_or("", |m| m.as_str());
     let read_request = matches!(method, Method::GET | Method::HEAD);
     let auth = match authenticate(&app, &req, token, matched_route, read_request) {
         Ok(auth) => auth,
-        Err(refusal) => return refusal.into_response(),
+        Err(refusal) => return with_headers(refusal.into_response()),
     };
     req.extensions_mut().insert(auth);
     let resp = next.run(req).await;
     if write_then_500 {
         app.counters.record_fault("write_then_500");
         tracing::debug!(route = %route, status = resp.status().as_u16(), "Write done, answering 500");
-        return ApiError::internal().into_response();
+        return with_headers(ApiError::internal().into_response());
     }
-    resp
+    with_headers(resp)
 }
 
 /// `find_current_user!`, `sudo!` and `validate_access_token!` in GitLab's order.

@@ -1,112 +1,161 @@
-//! Optional per-token token bucket imitating GitLab's authenticated API
-//! throttle (Rack::Attack): bucket size and refill are `requests_per_minute`.
-//! Produces the 429 response GitLab sends, with or without its headers.
+//! Optional per-token throttle imitating GitLab's authenticated API throttle
+//! as Rack::Attack implements it: a FIXED WINDOW per discriminator (the
+//! token). Followed: rack-attack `lib/rack/attack/throttle.rb` (`key =
+//! "#{name}:#{discriminator}"`, counter per `epoch_time / period`, every
+//! request counted, refused ones included, throttled when `count > limit`)
+//! and GitLab's `Gitlab::RackAttack.throttled_response_headers`
+//! (`lib/gitlab/rack_attack.rb`) and `Gitlab::Middleware::RackAttackHeaders`
+//! (`lib/gitlab/middleware/rack_attack_headers.rb`, feature flag
+//! `rate_limiting_headers_for_unthrottled_requests`) for the headers.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 
 use crate::config::RateLimit;
 use crate::time::{http_date, now_ms};
 
-/// The window `RateLimit-Observed` counts over (Rack::Attack's period).
-const WINDOW: Duration = Duration::from_secs(60);
+/// The throttle's name as GitLab reports it in `RateLimit-Name`.
+pub(crate) const THROTTLE_NAME: &str = "throttle_authenticated_api";
 
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-    /// When each request of the last minute arrived, refused ones included
-    /// (Rack::Attack counts every request it sees).
-    seen: VecDeque<Instant>,
+/// Count of one discriminator in one window.
+struct Window {
+    index: u64,
+    count: u64,
 }
 
-/// Buckets by token (or `unauthenticated`).
+/// Windows by token (or `unauthenticated`).
 #[derive(Default)]
 pub(crate) struct RateLimiter {
-    buckets: Mutex<HashMap<String, Bucket>>,
+    windows: Mutex<HashMap<String, Window>>,
 }
 
-/// Why a request was refused.
-pub(crate) struct Throttled {
-    pub retry_after_secs: u64,
-    /// Requests in the last minute, this one included. Always above the
-    /// limit: a bucket of N refilled at N per minute is empty only after at
-    /// least N admitted requests within the last minute.
-    pub observed: u64,
+/// Rack::Attack's match data for one request (`{discriminator, count,
+/// period, limit, epoch_time}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Observation {
+    /// Requests in the current window, this one included.
+    pub count: u64,
+    pub limit: u64,
+    pub period: u64,
+    /// Unix seconds of the request.
+    pub epoch_time: u64,
+    /// Whether the request is refused (`count > limit`).
+    pub throttled: bool,
+}
+
+impl Observation {
+    /// `period - (now % period)`.
+    pub fn retry_after(&self) -> u64 {
+        self.period - (self.epoch_time % self.period)
+    }
+
+    /// The headers of `throttled_response_headers` (with `Retry-After`) or of
+    /// `RequestThrottleData#common_response_headers` (without).
+    pub fn headers(&self, retry_after: bool) -> Vec<(&'static str, String)> {
+        let rounded_limit = (self.limit * 60).div_ceil(self.period);
+        let reset = self.epoch_time + self.retry_after();
+        let mut h = vec![
+            ("ratelimit-name", THROTTLE_NAME.to_string()),
+            ("ratelimit-limit", rounded_limit.to_string()),
+            ("ratelimit-observed", self.count.to_string()),
+            (
+                "ratelimit-remaining",
+                self.limit.saturating_sub(self.count).to_string(),
+            ),
+            ("ratelimit-reset", reset.to_string()),
+            ("ratelimit-resettime", http_date(reset)),
+        ];
+        if retry_after {
+            h.push(("retry-after", self.retry_after().to_string()));
+        }
+        h
+    }
 }
 
 impl RateLimiter {
-    /// Takes one token for `key`, or reports how long to wait.
-    pub fn check(&self, key: &str, limit: &RateLimit) -> Result<(), Throttled> {
-        self.check_at(key, limit, Instant::now())
+    /// Counts one request for `key` in the current window.
+    pub fn check(&self, key: &str, limit: &RateLimit) -> Observation {
+        self.check_at(key, limit, now_ms() / 1000)
     }
 
-    fn check_at(&self, key: &str, limit: &RateLimit, now: Instant) -> Result<(), Throttled> {
-        let capacity = f64::from(limit.requests_per_minute.max(1));
-        let per_sec = capacity / 60.0;
-        let mut buckets = self.buckets.lock();
-        let bucket = buckets.entry(key.to_string()).or_insert(Bucket {
-            tokens: capacity,
-            last: now,
-            seen: VecDeque::new(),
-        });
-        let elapsed = now.duration_since(bucket.last).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * per_sec).min(capacity);
-        bucket.last = now;
-        while bucket
-            .seen
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= WINDOW)
-        {
-            bucket.seen.pop_front();
+    /// As [`RateLimiter::check`] at Unix time `now` (seconds).
+    pub(crate) fn check_at(&self, key: &str, limit: &RateLimit, now: u64) -> Observation {
+        let period = u64::from(limit.period_secs.max(1));
+        let index = now / period;
+        let mut windows = self.windows.lock();
+        let window = windows
+            .entry(key.to_string())
+            .or_insert(Window { index, count: 0 });
+        if window.index != index {
+            window.index = index;
+            window.count = 0;
         }
-        bucket.seen.push_back(now);
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - bucket.tokens) / per_sec;
-            Err(Throttled {
-                retry_after_secs: wait.ceil().max(1.0) as u64,
-                observed: bucket.seen.len() as u64,
-            })
+        window.count += 1;
+        let limit = u64::from(limit.requests_per_period());
+        Observation {
+            count: window.count,
+            limit,
+            period,
+            epoch_time: now,
+            throttled: window.count > limit,
         }
     }
 
     pub fn reset(&self) {
-        self.buckets.lock().clear();
+        self.windows.lock().clear();
     }
+}
+
+fn put_headers(h: &mut HeaderMap, headers: Vec<(&'static str, String)>) {
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+}
+
+/// Adds the unthrottled-request headers (`RackAttackHeaders`) to `resp`.
+pub(crate) fn add_success_headers(resp: &mut Response, observation: &Observation) {
+    put_headers(resp.headers_mut(), observation.headers(false));
 }
 
 /// GitLab's Rack::Attack 429: plain-text `Retry later`, with `Retry-After` and
 /// `RateLimit-*` headers unless `headers` is false.
-pub(crate) fn throttled_response(
-    limit: u32,
-    observed: u64,
-    retry_after: u64,
-    headers: bool,
-) -> Response {
+pub(crate) fn throttled_response(observation: &Observation, headers: bool) -> Response {
     let mut resp = (StatusCode::TOO_MANY_REQUESTS, "Retry later\n").into_response();
     resp.headers_mut()
         .insert("content-type", HeaderValue::from_static("text/plain"));
     if headers {
-        let reset = now_ms() / 1000 + retry_after;
-        let h = resp.headers_mut();
-        let mut put = |name: &'static str, value: String| {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                h.insert(name, v);
-            }
-        };
-        put("retry-after", retry_after.to_string());
-        put("ratelimit-name", "throttle_authenticated_api".into());
-        put("ratelimit-limit", limit.to_string());
-        put("ratelimit-observed", observed.to_string());
-        put("ratelimit-remaining", "0".into());
-        put("ratelimit-reset", reset.to_string());
-        put("ratelimit-resettime", http_date(reset));
+        put_headers(resp.headers_mut(), observation.headers(true));
+    }
+    resp
+}
+
+/// An injected 429 (fault injection): `retry_after` seconds from now, the
+/// observed count one above the limit.
+pub(crate) fn injected_throttle(limit: u32, retry_after: u64, headers: bool) -> Response {
+    let now = now_ms() / 1000;
+    let limit = u64::from(limit);
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, "Retry later\n").into_response();
+    resp.headers_mut()
+        .insert("content-type", HeaderValue::from_static("text/plain"));
+    if headers {
+        let reset = now + retry_after;
+        put_headers(
+            resp.headers_mut(),
+            vec![
+                ("retry-after", retry_after.to_string()),
+                ("ratelimit-name", THROTTLE_NAME.into()),
+                ("ratelimit-limit", limit.to_string()),
+                ("ratelimit-observed", (limit + 1).to_string()),
+                ("ratelimit-remaining", "0".into()),
+                ("ratelimit-reset", reset.to_string()),
+                ("ratelimit-resettime", http_date(reset)),
+            ],
+        );
     }
     resp
 }
@@ -115,38 +164,66 @@ pub(crate) fn throttled_response(
 mod tests {
     use super::*;
 
-    #[test]
-    fn bucket_empties_then_throttles() {
-        let limiter = RateLimiter::default();
-        let limit = RateLimit {
-            requests_per_minute: 3,
-            headers: true,
-        };
-        for _ in 0..3 {
-            assert!(limiter.check("t", &limit).is_ok());
+    fn limit(rpm: u32, period: u32) -> RateLimit {
+        RateLimit {
+            requests_per_minute: rpm,
+            period_secs: period,
+            ..RateLimit::default()
         }
-        let err = limiter.check("t", &limit).expect_err("throttled");
-        assert!(err.retry_after_secs >= 1 && err.retry_after_secs <= 20);
-        assert_eq!(err.observed, 4);
-        assert!(limiter.check("other", &limit).is_ok());
     }
 
-    /// A client that keeps the bucket empty for more than a minute still sees
-    /// `RateLimit-Observed` above the limit (it used to restart at 0 every minute).
     #[test]
-    fn observed_stays_above_the_limit_past_a_minute() {
+    fn fixed_window_counts_refused_requests_and_resets_at_the_boundary() {
         let limiter = RateLimiter::default();
-        let limit = RateLimit {
-            requests_per_minute: 600,
-            headers: true,
-        };
-        let t0 = Instant::now();
-        // 20 requests a second for 90 s: twice the refill rate.
-        for i in 0..1800u64 {
-            let at = t0 + Duration::from_millis(i * 50);
-            if let Err(t) = limiter.check_at("k", &limit, at) {
-                assert!(t.observed > 600, "observed {} at {} ms", t.observed, i * 50);
-            }
+        let l = limit(3, 60);
+        // 1_000_020 is 0 s into window 16_667 (16_667 * 60 = 1_000_020).
+        let t = 1_000_020 + 10;
+        for n in 1..=3 {
+            let o = limiter.check_at("t", &l, t);
+            assert!(!o.throttled);
+            assert_eq!(o.count, n);
         }
+        let o = limiter.check_at("t", &l, t + 5);
+        assert!(o.throttled);
+        assert_eq!(o.count, 4);
+        assert_eq!(o.retry_after(), 45);
+        let o = limiter.check_at("t", &l, t + 49);
+        assert!(o.throttled);
+        assert_eq!(o.count, 5, "refused requests are counted too");
+        assert_eq!(o.retry_after(), 1);
+        // Other tokens have their own windows.
+        assert!(!limiter.check_at("other", &l, t).throttled);
+        // The next window starts at zero whatever happened before.
+        let o = limiter.check_at("t", &l, 1_000_080);
+        assert!(!o.throttled);
+        assert_eq!(o.count, 1);
+        assert_eq!(o.retry_after(), 60);
+    }
+
+    #[test]
+    fn headers_follow_throttled_response_headers() {
+        let limiter = RateLimiter::default();
+        // 10 requests per 120 s window: RateLimit-Limit = ceil(10 * 60 / 120) = 5.
+        let l = limit(5, 120);
+        assert_eq!(l.requests_per_period(), 10);
+        let t = 1_200_000 + 30; // 30 s into a 120 s window
+        let mut last = None;
+        for _ in 0..11 {
+            last = Some(limiter.check_at("k", &l, t));
+        }
+        let o = last.unwrap();
+        assert!(o.throttled);
+        let h: HashMap<_, _> = o.headers(true).into_iter().collect();
+        assert_eq!(h["ratelimit-limit"], "5");
+        assert_eq!(h["ratelimit-observed"], "11");
+        assert_eq!(h["ratelimit-remaining"], "0");
+        assert_eq!(h["retry-after"], "90");
+        assert_eq!(h["ratelimit-reset"], "1200120");
+        assert_eq!(h["ratelimit-name"], THROTTLE_NAME);
+        assert!(h["ratelimit-resettime"].ends_with("GMT"));
+        let first = RateLimiter::default().check_at("k", &l, t);
+        let h: HashMap<_, _> = first.headers(false).into_iter().collect();
+        assert_eq!(h["ratelimit-remaining"], "9");
+        assert!(!h.contains_key("retry-after"));
     }
 }
