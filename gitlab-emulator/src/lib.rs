@@ -31,6 +31,7 @@ mod control;
 mod counters;
 mod error;
 mod faults;
+mod hooks;
 mod middleware;
 mod model;
 mod pagination;

@@ -248,10 +248,15 @@ pub(crate) async fn api_layer(
     let read_request = matches!(method, Method::GET | Method::HEAD);
     let auth = match authenticate(&app, &req, token, matched_route, read_request) {
         Ok(auth) => auth,
-        Err(refusal) => return with_headers(refusal.into_response()),
+        Err(refusal) => {
+            app.hooks.drain(&mut app.state.lock());
+            return with_headers(refusal.into_response());
+        }
     };
     req.extensions_mut().insert(auth);
     let resp = next.run(req).await;
+    // Hand the changes' system hook payloads to the delivery workers.
+    app.hooks.drain(&mut app.state.lock());
     if write_then_500 {
         app.counters.record_fault("write_then_500");
         tracing::debug!(route = %route, status = resp.status().as_u16(), "Write done, answering 500");

@@ -68,6 +68,11 @@ pub(crate) struct User {
     pub external: bool,
     pub bot: bool,
     pub created_at: String,
+    /// Changes when the user record's own attributes change (not exposed by
+    /// the API entities; used by `order_by=updated_at` and system hooks).
+    /// Older state files lack it: it is then the creation time.
+    #[serde(default)]
+    pub updated_at: String,
     pub confirmed_at: Option<String>,
     pub namespace_id: u64,
     pub created_by_id: Option<u64>,
@@ -286,6 +291,9 @@ pub(crate) struct Member {
     pub expires_at: Option<String>,
     pub created_at: String,
     pub created_by_id: u64,
+    /// Set when the membership is updated (system hook `updated_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
 }
 
 impl Member {

@@ -34,6 +34,8 @@ pub(crate) struct App {
     pub counters: CounterStore,
     pub faults: FaultEngine,
     pub limiter: RateLimiter,
+    /// System hook deliveries.
+    pub hooks: crate::hooks::Dispatcher,
 }
 
 impl App {
@@ -114,8 +116,10 @@ impl Emulator {
             counters: CounterStore::default(),
             faults: FaultEngine::default(),
             limiter: RateLimiter::default(),
+            hooks: crate::hooks::Dispatcher::new(),
             config,
         });
+        app.hooks.set_instance(&app.base_url);
         let router = crate::api::router(app.clone()).merge(crate::control::router(app.clone()));
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, router, stop_rx));

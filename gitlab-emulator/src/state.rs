@@ -12,8 +12,10 @@ use serde_json::Value;
 
 use crate::config::TokenSpec;
 use crate::error::EmulatorError;
+use crate::hooks::SystemHook;
 use crate::model::{
-    AccessToken, Job, Namespace, NamespaceKind, Pipeline, Project, SshKey, User, UserState, access,
+    AccessToken, Job, Member, Namespace, NamespaceKind, Pipeline, Project, SshKey, User, UserState,
+    access,
 };
 use crate::time::now_iso;
 
@@ -43,6 +45,8 @@ pub(crate) struct NextIds {
     pub pipeline: u64,
     #[serde(default = "first_id")]
     pub job: u64,
+    #[serde(default = "first_id")]
+    pub hook: u64,
 }
 
 impl NextIds {
@@ -104,6 +108,13 @@ pub(crate) struct State {
     /// `path_with_namespace` -> project id.
     #[serde(default)]
     pub project_redirects: BTreeMap<String, u64>,
+    /// System hooks by id.
+    #[serde(default)]
+    pub system_hooks: BTreeMap<u64, SystemHook>,
+    /// System hook payloads of changes not yet handed to the dispatcher, in
+    /// the order of the changes (see [`crate::hooks`]).
+    #[serde(skip)]
+    pub outbox: Vec<Value>,
     #[serde(skip)]
     pub idx: Indexes,
 }
@@ -123,6 +134,7 @@ impl State {
             external: false,
             bot: false,
             created_at: now.clone(),
+            updated_at: now.clone(),
             confirmed_at: Some(now.clone()),
             namespace_id: 1,
             created_by_id: None,
@@ -164,6 +176,7 @@ impl State {
                 ssh_key: 1,
                 pipeline: 1,
                 job: 1,
+                hook: 1,
             },
             users: BTreeMap::from([(1, root)]),
             namespaces: BTreeMap::from([(1, root_ns)]),
@@ -173,6 +186,8 @@ impl State {
             pipelines: BTreeMap::new(),
             jobs: BTreeMap::new(),
             project_redirects: BTreeMap::new(),
+            system_hooks: BTreeMap::new(),
+            outbox: Vec::new(),
             idx: Indexes::default(),
         };
         state.rebuild_indexes();
@@ -270,6 +285,11 @@ impl State {
     /// Recomputes every index from the records.
     pub fn rebuild_indexes(&mut self) {
         let mut idx = Indexes::default();
+        for u in self.users.values_mut() {
+            if u.updated_at.is_empty() {
+                u.updated_at = u.created_at.clone();
+            }
+        }
         for u in self.users.values() {
             idx.username.insert(u.username.to_lowercase(), u.id);
             idx.email.insert(u.email.to_lowercase(), u.id);
@@ -346,6 +366,7 @@ impl State {
                 external: false,
                 bot: false,
                 created_at: now.clone(),
+                updated_at: now.clone(),
                 confirmed_at: Some(now),
                 namespace_id: ns_id,
                 created_by_id: created_by,
@@ -364,6 +385,8 @@ impl State {
         );
         self.idx.username.insert(username.to_lowercase(), id);
         self.idx.email.insert(email.to_lowercase(), id);
+        let event = crate::hooks::user_event(&self.users[&id], "create", None);
+        self.outbox.push(event);
         id
     }
 
@@ -515,6 +538,21 @@ impl State {
         let Some(user) = self.users.remove(&user_id) else {
             return;
         };
+        // `Users::DestroyService` removes memberships and personal projects
+        // first (their hooks fire), then the user (`user_destroy`).
+        let memberships: Vec<(u64, Member)> = self
+            .projects
+            .values()
+            .filter(|p| p.namespace_id != user.namespace_id)
+            .filter_map(|p| p.member(user_id).map(|m| (p.id, m.clone())))
+            .collect();
+        self.users.insert(user_id, user.clone());
+        for (pid, m) in &memberships {
+            let event =
+                crate::hooks::member_event(self, &self.projects[pid], m, "user_remove_from_team");
+            self.outbox.push(event);
+        }
+        self.users.remove(&user_id);
         self.idx.username.remove(&user.username.to_lowercase());
         self.idx.email.remove(&user.email.to_lowercase());
         let personal: Vec<u64> = self
@@ -541,6 +579,8 @@ impl State {
             keep
         });
         self.ssh_keys.retain(|_, k| k.user_id != user_id);
+        self.outbox
+            .push(crate::hooks::user_event(&user, "destroy", None));
         // GitLab moves the contributions of a deleted user to the ghost user;
         // here the jobs simply lose their user.
         for job in self.jobs.values_mut() {
@@ -552,6 +592,10 @@ impl State {
 
     /// Removes a project and frees its path and name.
     pub fn remove_project_now(&mut self, project_id: u64) {
+        if let Some(project) = self.projects.get(&project_id) {
+            let event = crate::hooks::project_event(self, project, "destroy", None);
+            self.outbox.push(event);
+        }
         let Some(project) = self.projects.remove(&project_id) else {
             return;
         };

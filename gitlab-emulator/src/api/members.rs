@@ -202,6 +202,7 @@ pub(crate) async fn add(
             expires_at: expires_at.clone(),
             created_at: now_iso(),
             created_by_id: auth.id,
+            updated_at: None,
         };
         state
             .projects
@@ -209,6 +210,10 @@ pub(crate) async fn add(
             .expect("found above")
             .members
             .push(member.clone());
+        // `ProjectMember#post_create_hook` (`ProjectMemberBuilder`).
+        let event =
+            crate::hooks::member_event(&state, &state.projects[&pid], &member, "user_add_to_team");
+        state.outbox.push(event);
         added = Some(member);
     }
     if multiple {
@@ -262,11 +267,29 @@ pub(crate) async fn update(
         .iter_mut()
         .find(|m| m.user_id == user_id)
         .expect("found above");
+    let before = member.clone();
     member.access_level = level;
     if let Some(e) = expires_at {
         member.expires_at = e;
     }
+    let changed =
+        before.access_level != member.access_level || before.expires_at != member.expires_at;
+    if changed {
+        member.updated_at = Some(now_iso());
+    }
     let member = member.clone();
+    // `ProjectMember#post_update_hook` (`after_update`, so only when the row
+    // really changed): `user_update_for_team`. The project's own record (and
+    // its `updated_at`) is untouched: members are a separate table.
+    if changed {
+        let event = crate::hooks::member_event(
+            &state,
+            &state.projects[&pid],
+            &member,
+            "user_update_for_team",
+        );
+        state.outbox.push(event);
+    }
     Ok(json(
         StatusCode::OK,
         member_json(
@@ -292,11 +315,18 @@ pub(crate) async fn remove(
     {
         return Err(ApiError::forbidden());
     }
-    let project = state.projects.get_mut(&pid).expect("found above");
-    let before = project.members.len();
-    project.members.retain(|m| m.user_id != user_id);
-    if project.members.len() == before {
+    let Some(member) = state.projects[&pid].member(user_id).cloned() else {
         return Err(ApiError::message(StatusCode::NOT_FOUND, "404 Not found"));
-    }
+    };
+    // `ProjectMember#post_destroy_hook`, built before the row goes.
+    let event = crate::hooks::member_event(
+        &state,
+        &state.projects[&pid],
+        &member,
+        "user_remove_from_team",
+    );
+    state.outbox.push(event);
+    let project = state.projects.get_mut(&pid).expect("found above");
+    project.members.retain(|m| m.user_id != user_id);
     Ok(no_content())
 }

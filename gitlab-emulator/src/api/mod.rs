@@ -19,6 +19,7 @@ use crate::server::App;
 use crate::state::State;
 
 mod branches;
+mod hooks;
 mod jobs;
 mod keys;
 mod members;
@@ -95,6 +96,17 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             get(projects::get_one)
                 .put(projects::update)
                 .delete(projects::delete),
+        )
+        .route("/api/v4/projects/{id}/archive", post(projects::archive))
+        .route("/api/v4/projects/{id}/unarchive", post(projects::unarchive))
+        .route(
+            "/api/v4/projects/{id}/transfer",
+            axum::routing::put(projects::transfer),
+        )
+        .route("/api/v4/hooks", get(hooks::list).post(hooks::create))
+        .route(
+            "/api/v4/hooks/{hook_id}",
+            get(hooks::get_one).put(hooks::update).delete(hooks::delete),
         )
         .route(
             "/api/v4/projects/{id}/repository/branches",

@@ -60,6 +60,27 @@ pub(crate) async fn list(
     let id_after = params.int("id_after")?;
     let id_before = params.int("id_before")?;
     let min_access = params.int("min_access_level")?;
+    // `updated_before` / `updated_after` (Grape `DateTime`): `UpdatedAtFilter`
+    // in `ProjectsFinder` (`updated_at <=` / `>=`, nothing when before <
+    // after). `API::Projects#validate_updated_at_order_and_filter!` refuses
+    // them unless `order_by=updated_at` (the declared `order_by` defaults to
+    // `created_at`, so leaving it out is refused too).
+    let mut updated_bounds = [None, None];
+    for (slot, key) in ["updated_after", "updated_before"].iter().enumerate() {
+        if let Some(raw) = params.str(key) {
+            let (iso, _) = crate::time::parse_datetime(&raw)
+                .ok_or_else(|| ApiError::bad_param(format!("{key} is invalid")))?;
+            updated_bounds[slot] = Some(iso);
+        }
+    }
+    let [updated_after, updated_before] = updated_bounds;
+    if (updated_after.is_some() || updated_before.is_some()) && order_by != "updated_at" {
+        return Err(ApiError::message(
+            StatusCode::BAD_REQUEST,
+            "400 Bad request - `updated_at` filter and `updated_at` sorting must be paired",
+        ));
+    }
+    let empty_range = matches!((&updated_after, &updated_before), (Some(a), Some(b)) if b < a);
 
     let state = app.state.lock();
     let user = current(&state, &auth)?;
@@ -71,9 +92,7 @@ pub(crate) async fn list(
             std::ops::Bound::Excluded(b.max(0) as u64)
         }),
     );
-    if let (Some(a), Some(b)) = (id_after, id_before)
-        && a >= b
-    {
+    if empty_range || matches!((id_after, id_before), (Some(a), Some(b)) if a >= b) {
         return Ok(paged(paginate(
             request,
             &app.base_url,
@@ -97,6 +116,8 @@ pub(crate) async fn list(
                 && min_access.is_none_or(|m| level >= m)
                 && archived.is_none_or(|a| p.archived == a)
                 && visibility.as_ref().is_none_or(|v| &p.visibility == v)
+                && updated_after.as_ref().is_none_or(|a| p.updated_at >= *a)
+                && updated_before.as_ref().is_none_or(|b| p.updated_at <= *b)
                 && search.as_ref().is_none_or(|s| {
                     p.name.to_lowercase().contains(s)
                         || p.path.to_lowercase().contains(s)
@@ -108,6 +129,13 @@ pub(crate) async fn list(
     match order_by.as_str() {
         "name" => list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id))),
         "path" => list.sort_by(|a, b| a.path.cmp(&b.path).then(a.id.cmp(&b.id))),
+        // Timestamps share one format (`…T12:00:00.123Z`), so text order is time order.
+        "updated_at" => list.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then(a.id.cmp(&b.id))),
+        "last_activity_at" => list.sort_by(|a, b| {
+            a.last_activity_at
+                .cmp(&b.last_activity_at)
+                .then(a.id.cmp(&b.id))
+        }),
         _ => {}
     }
     if desc {
@@ -521,6 +549,7 @@ pub(crate) async fn create(
             expires_at: None,
             created_at: now,
             created_by_id: user.id,
+            updated_at: None,
         });
     }
     let full = format!("{}/{}", state.namespaces[&namespace_id].full_path, path).to_lowercase();
@@ -531,6 +560,15 @@ pub(crate) async fn create(
         .project_name
         .insert((namespace_id, name.to_lowercase()), id);
     state.projects.insert(id, project);
+    // `Projects::CreateService`: `project_create`, then the owner's
+    // membership (`ProjectMember#post_create_hook`, `user_add_to_team`).
+    let event = crate::hooks::project_event(&state, &state.projects[&id], "create", None);
+    state.outbox.push(event);
+    if let Some(owner) = state.projects[&id].members.first().cloned() {
+        let event =
+            crate::hooks::member_event(&state, &state.projects[&id], &owner, "user_add_to_team");
+        state.outbox.push(event);
+    }
     tracing::debug!(project_id = id, path = %path, initialized = initialize, "Created project");
     Ok(json(
         StatusCode::CREATED,
@@ -554,6 +592,7 @@ pub(crate) async fn update(
     let mut state = app.state.lock();
     let pid = project_with_access(&state, &auth, &id, access::MAINTAINER)?;
     let mut project = state.projects[&pid].clone();
+    let before = state.projects[&pid].clone();
     let new_name = params.str("name").unwrap_or_else(|| project.name.clone());
     let new_path = params.str("path").unwrap_or_else(|| project.path.clone());
     if new_name != project.name || new_path != project.path {
@@ -589,7 +628,13 @@ pub(crate) async fn update(
     let old_name = project.name.to_lowercase();
     project.name = new_name;
     project.path = new_path;
-    project.updated_at = now_iso();
+    // `updated_at` moves only when the record really changed (ActiveRecord
+    // skips the UPDATE, and the timestamp, for a no-op save).
+    if record_changed(&before, &project) {
+        project.updated_at = now_iso();
+    }
+    let renamed = before.path != project.path;
+    let old_pwn = state.path_with_namespace(&before);
     let new_full = state.path_with_namespace(&project).to_lowercase();
     if old_full != new_full {
         // A path change leaves a `RedirectRoute`; a route taking a path
@@ -608,11 +653,36 @@ pub(crate) async fn update(
         .project_name
         .insert((project.namespace_id, project.name.to_lowercase()), pid);
     state.projects.insert(pid, project);
+    // `Projects::UpdateService#after_update`: a path change runs
+    // `AfterRenameService` (`project_rename`), anything else `project_update`
+    // (sent for every successful update, changed or not).
+    let event = if renamed {
+        crate::hooks::project_event(&state, &state.projects[&pid], "rename", Some(&old_pwn))
+    } else {
+        crate::hooks::project_event(&state, &state.projects[&pid], "update", None)
+    };
+    state.outbox.push(event);
     let user = current(&state, &auth)?;
     Ok(json(
         StatusCode::OK,
         state.project_json(&state.projects[&pid], &app.base_url, Some(user)),
     ))
+}
+
+/// Whether the project's own record differs (members, protected branches
+/// and variables are other tables in GitLab and do not count).
+fn record_changed(before: &Project, after: &Project) -> bool {
+    let record = |p: &Project| {
+        let mut p = p.clone();
+        p.members.clear();
+        p.protected_branches.clear();
+        p.variables.clear();
+        p.variable_keys.clear();
+        p.updated_at.clear();
+        p.last_activity_at.clear();
+        serde_json::to_value(&p).unwrap_or(Value::Null)
+    };
+    record(before) != record(after)
 }
 
 pub(crate) async fn delete(
@@ -652,10 +722,124 @@ pub(crate) async fn delete(
         project.marked_for_deletion_at = Some(date_in_days(0));
         project.marked_for_deletion_on = Some(date_in_days(0));
         project.archived = true;
+        project.updated_at = now_iso();
         tracing::debug!(project_id = pid, "Marked project for deletion");
     }
     Ok(json(
         StatusCode::ACCEPTED,
         json!({ "message": "202 Accepted" }),
+    ))
+}
+
+/// `POST /projects/:id/archive` and `/unarchive` (`Projects::UpdateService`
+/// with `archived`; Maintainer or above, `:archive_project`): 201 with the
+/// project; `project_update` system hook; `updated_at` moves when the flag
+/// changes.
+async fn set_archived(
+    app: &std::sync::Arc<crate::server::App>,
+    auth: &AuthUser,
+    id: &str,
+    archived: bool,
+) -> ApiResult<Response> {
+    let mut state = app.state.lock();
+    let pid = project_with_access(&state, auth, id, access::MAINTAINER)?;
+    let project = state.projects.get_mut(&pid).expect("found above");
+    if project.archived != archived {
+        project.archived = archived;
+        project.updated_at = now_iso();
+    }
+    let event = crate::hooks::project_event(&state, &state.projects[&pid], "update", None);
+    state.outbox.push(event);
+    let user = current(&state, auth)?;
+    Ok(json(
+        StatusCode::CREATED,
+        state.project_json(&state.projects[&pid], &app.base_url, Some(user)),
+    ))
+}
+
+pub(crate) async fn archive(
+    axum::extract::State(app): AppState,
+    Extension(auth): Extension<AuthUser>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    set_archived(&app, &auth, &id, true).await
+}
+
+pub(crate) async fn unarchive(
+    axum::extract::State(app): AppState,
+    Extension(auth): Extension<AuthUser>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    set_archived(&app, &auth, &id, false).await
+}
+
+/// `PUT /projects/:id/transfer` (`lib/api/projects.rb`, `Projects::TransferService`):
+/// Owner of the project (`:change_namespace`), `namespace` by id or path;
+/// the caller must be able to create projects there. 200 with the project;
+/// `project_transfer` system hook with `old_path_with_namespace`.
+pub(crate) async fn transfer(
+    axum::extract::State(app): AppState,
+    Extension(auth): Extension<AuthUser>,
+    Path(id): Path<String>,
+    params: Params,
+) -> ApiResult<Response> {
+    let Some(namespace) = params.str("namespace") else {
+        return Err(ApiError::bad_param("namespace is missing"));
+    };
+    let mut state = app.state.lock();
+    let pid = project_with_access(&state, &auth, &id, access::OWNER)?;
+    let Some(ns_id) = state.find_namespace_id(&namespace) else {
+        return Err(ApiError::not_found("Namespace"));
+    };
+    let user = current(&state, &auth)?.clone();
+    let fail = |reason: &str| {
+        ApiError::message(
+            StatusCode::BAD_REQUEST,
+            format!("Project Transfer failed - {reason}"),
+        )
+    };
+    let project = state.projects[&pid].clone();
+    if project.namespace_id == ns_id {
+        return Err(fail("Project is already in this namespace."));
+    }
+    if !user.is_admin && !state.owns_namespace(user.id, ns_id) {
+        return Err(fail("Transfer failed, please contact an admin."));
+    }
+    let ns_path = state.namespaces[&ns_id].full_path.clone();
+    let new_full = format!("{ns_path}/{}", project.path).to_lowercase();
+    if state.idx.project_path.contains_key(&new_full)
+        || state
+            .idx
+            .project_name
+            .contains_key(&(ns_id, project.name.to_lowercase()))
+    {
+        return Err(fail(
+            "Cannot move project: A project with the same path already exists in the target namespace.",
+        ));
+    }
+    let old_pwn = state.path_with_namespace(&project);
+    let old_full = old_pwn.to_lowercase();
+    state.idx.project_path.remove(&old_full);
+    state
+        .idx
+        .project_name
+        .remove(&(project.namespace_id, project.name.to_lowercase()));
+    state.project_redirects.remove(&new_full);
+    state.project_redirects.insert(old_full, pid);
+    state.idx.project_path.insert(new_full, pid);
+    state
+        .idx
+        .project_name
+        .insert((ns_id, project.name.to_lowercase()), pid);
+    let p = state.projects.get_mut(&pid).expect("found above");
+    p.namespace_id = ns_id;
+    p.updated_at = now_iso();
+    let event =
+        crate::hooks::project_event(&state, &state.projects[&pid], "transfer", Some(&old_pwn));
+    state.outbox.push(event);
+    let user = current(&state, &auth)?;
+    Ok(json(
+        StatusCode::OK,
+        state.project_json(&state.projects[&pid], &app.base_url, Some(user)),
     ))
 }

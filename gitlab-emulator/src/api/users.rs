@@ -15,7 +15,7 @@ use crate::model::{User, UserState, UserView};
 use crate::pagination::{ListKind, paginate, parse};
 use crate::params::Params;
 use crate::state::State;
-use crate::time::now_ms;
+use crate::time::{now_iso, now_ms};
 
 fn list_view(auth: &AuthUser) -> UserView {
     if auth.is_admin {
@@ -69,6 +69,7 @@ pub(crate) async fn list(
     match order_by.as_str() {
         "name" => users.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id))),
         "username" => users.sort_by(|a, b| a.username.cmp(&b.username).then(a.id.cmp(&b.id))),
+        "updated_at" => users.sort_by(|a, b| a.updated_at.cmp(&b.updated_at).then(a.id.cmp(&b.id))),
         _ => {}
     }
     if desc {
@@ -306,7 +307,8 @@ pub(crate) async fn update(
         email.as_deref(),
         password.as_deref(),
     )?;
-    let mut user = state.users[&id].clone();
+    let before = state.users[&id].clone();
+    let mut user = before.clone();
     apply_profile(&mut user, &params)?;
     if let Some(name) = params.str("name") {
         user.name = name;
@@ -321,7 +323,18 @@ pub(crate) async fn update(
         user.username = new.clone();
     }
     let ns_id = user.namespace_id;
+    // `updated_at` moves only when the record really changed.
+    let mut unchanged = before.clone();
+    unchanged.updated_at = user.updated_at.clone();
+    if serde_json::to_value(&unchanged).ok() != serde_json::to_value(&user).ok() {
+        user.updated_at = now_iso();
+    }
     state.users.insert(id, user);
+    if renamed.is_some() {
+        // `User#username_changed_hook` (`after_update`, `saved_change_to_username?`).
+        let event = crate::hooks::user_event(&state.users[&id], "rename", Some(&before.username));
+        state.outbox.push(event);
+    }
     if renamed.is_some() {
         let username = state.users[&id].username.clone();
         if let Some(ns) = state.namespaces.get_mut(&ns_id) {
@@ -347,7 +360,12 @@ fn action(
     let mut state = app.0.state.lock();
     let id = find_user(&state, id)?;
     let user = state.users.get_mut(&id).expect("found above");
+    let before = user.state;
     let result = act(user, auth)?;
+    // A state transition writes the users row, and so its `updated_at`.
+    if user.state != before {
+        user.updated_at = now_iso();
+    }
     Ok(json(StatusCode::CREATED, result))
 }
 

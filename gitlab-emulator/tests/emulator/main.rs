@@ -9,6 +9,8 @@ mod concurrency;
 mod control_plane;
 mod faults;
 mod fidelity;
+mod hooks;
+mod inventory;
 mod jobs;
 mod keys;
 mod members;
