@@ -232,6 +232,8 @@ impl State {
             );
             self.idx.token.insert(spec.token.clone(), id);
         }
+        // Configured users are configuration, not changes: no system hooks.
+        self.outbox.clear();
     }
 
     /// Adds a token created at run time and indexes its secret.

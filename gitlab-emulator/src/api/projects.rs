@@ -776,7 +776,10 @@ pub(crate) async fn unarchive(
 /// `PUT /projects/:id/transfer` (`lib/api/projects.rb`, `Projects::TransferService`):
 /// Owner of the project (`:change_namespace`), `namespace` by id or path;
 /// the caller must be able to create projects there. 200 with the project;
-/// `project_transfer` system hook with `old_path_with_namespace`.
+/// `project_transfer` system hook with `old_path_with_namespace`. Failures
+/// are `render_api_error!("Failed to transfer project #{project.errors.messages}", 400)`
+/// with Ruby 3.3's `Hash#inspect` (GitLab 18.4): `new_namespace` "is invalid"
+/// when not allowed, else the `TransferError` message.
 pub(crate) async fn transfer(
     axum::extract::State(app): AppState,
     Extension(auth): Extension<AuthUser>,
@@ -795,15 +798,15 @@ pub(crate) async fn transfer(
     let fail = |reason: &str| {
         ApiError::message(
             StatusCode::BAD_REQUEST,
-            format!("Project Transfer failed - {reason}"),
+            format!("Failed to transfer project {{:new_namespace=>[\"{reason}\"]}}"),
         )
     };
     let project = state.projects[&pid].clone();
+    if !user.is_admin && !state.owns_namespace(user.id, ns_id) {
+        return Err(fail("is invalid"));
+    }
     if project.namespace_id == ns_id {
         return Err(fail("Project is already in this namespace."));
-    }
-    if !user.is_admin && !state.owns_namespace(user.id, ns_id) {
-        return Err(fail("Transfer failed, please contact an admin."));
     }
     let ns_path = state.namespaces[&ns_id].full_path.clone();
     let new_full = format!("{ns_path}/{}", project.path).to_lowercase();
@@ -814,7 +817,7 @@ pub(crate) async fn transfer(
             .contains_key(&(ns_id, project.name.to_lowercase()))
     {
         return Err(fail(
-            "Cannot move project: A project with the same path already exists in the target namespace.",
+            "Project with same name or path in target namespace already exists",
         ));
     }
     let old_pwn = state.path_with_namespace(&project);

@@ -410,3 +410,36 @@ async fn hooks_survive_dump_and_load() {
         .await;
     assert_eq!(r.body["id"], 2, "ids continue after a load");
 }
+
+#[tokio::test]
+async fn transfer_and_archive_events() {
+    let env = start().await;
+    let group = env
+        .post("/groups", ADMIN, json!({"name": "ops", "path": "ops"}))
+        .await;
+    assert_eq!(group.status, StatusCode::CREATED, "{}", group.text);
+    let p = env.project(ADMIN, json!({"name": "moved"})).await;
+    let pid = p["id"].as_u64().unwrap();
+    let rx = Receiver::start().await;
+    env.post("/hooks", ADMIN, json!({"url": rx.url})).await;
+    let r = env
+        .put(
+            &format!("/projects/{pid}/transfer"),
+            ADMIN,
+            json!({"namespace": "ops"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = env
+        .post(&format!("/projects/{pid}/archive"), ADMIN, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let got = rx.wait_for(2).await;
+    assert_eq!(rx.events(), ["project_transfer", "project_update"]);
+    assert_eq!(got[0].body["path_with_namespace"], "ops/moved");
+    assert_eq!(got[0].body["old_path_with_namespace"], "root/moved");
+    // A group project's deprecated owner is the group (no email).
+    assert_eq!(got[0].body["owner_name"], "ops");
+    assert_eq!(got[0].body["owner_email"], "");
+    assert_eq!(got[1].body["project_id"], pid);
+}

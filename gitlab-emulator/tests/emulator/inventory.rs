@@ -187,6 +187,10 @@ async fn projects_by_updated_at() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.body["message"],
+        "Failed to transfer project {:new_namespace=>[\"Project is already in this namespace.\"]}"
+    );
 }
 
 #[tokio::test]

@@ -10,11 +10,19 @@ fn now_secs() -> u64 {
         .as_secs()
 }
 
-/// Waits until at least `needed` seconds remain in the current fixed window,
-/// so a burst of requests lands in one window.
-async fn wait_for_fresh_window(period: u64, needed: u64) {
-    while period - now_secs() % period < needed {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+/// Waits until at least `needed_ms` remain in the current fixed window of
+/// `period` seconds, so a burst of requests lands in one window.
+async fn wait_for_fresh_window(period: u64, needed_ms: u64) {
+    let period_ms = period * 1000;
+    loop {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        if period_ms - now_ms % period_ms >= needed_ms {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 
@@ -27,7 +35,7 @@ async fn fixed_window_429_with_headers() {
         ..RateLimit::default()
     });
     let env = start_with(cfg).await;
-    wait_for_fresh_window(60, 5).await;
+    wait_for_fresh_window(60, 5_000).await;
     for _ in 0..5 {
         assert_eq!(env.get("/user", ADMIN).await.status, StatusCode::OK);
     }
@@ -83,7 +91,7 @@ async fn window_resets_at_the_period_boundary() {
     });
     let env = start_with(cfg).await;
     // 60 per minute over 2 s windows: 2 requests per window.
-    wait_for_fresh_window(2, 1).await;
+    wait_for_fresh_window(2, 1_500).await;
     let mut statuses = Vec::new();
     for _ in 0..3 {
         statuses.push(env.get("/user", BOB).await);
@@ -105,7 +113,7 @@ async fn headers_on_success() {
         ..RateLimit::default()
     });
     let env = start_with(cfg).await;
-    wait_for_fresh_window(60, 5).await;
+    wait_for_fresh_window(60, 5_000).await;
     let r = env.get("/user", ADMIN).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
@@ -136,7 +144,7 @@ async fn headerless_mode() {
         ..RateLimit::default()
     });
     let env = start_with(cfg).await;
-    wait_for_fresh_window(60, 3).await;
+    wait_for_fresh_window(60, 3_000).await;
     assert_eq!(env.get("/user", BOB).await.status, StatusCode::OK);
     let r = env.get("/user", BOB).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
