@@ -34,8 +34,10 @@ pub struct RateLimit {
     pub period_secs: u32,
     /// Imitates GitLab 18.6's feature flag
     /// `rate_limiting_headers_for_unthrottled_requests`: every non-429
-    /// response to a throttled-eligible request carries `RateLimit-*`
-    /// (without `Retry-After`). Default false.
+    /// response to a throttled-eligible request carries `RateLimit-Name`,
+    /// `-Limit`, `-Observed`, `-Remaining` and `-Reset`
+    /// (`RequestThrottleData#common_response_headers`: no `Retry-After`, no
+    /// `RateLimit-ResetTime`). Default false.
     pub headers_on_success: bool,
 }
 

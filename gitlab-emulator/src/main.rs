@@ -47,8 +47,8 @@ struct Args {
     /// Length of the rate limit's fixed window in seconds (Rack::Attack's period).
     #[arg(long, default_value_t = 60)]
     rate_limit_period_secs: u32,
-    /// RateLimit-* headers on every non-429 response too (GitLab 18.6's
-    /// `rate_limiting_headers_for_unthrottled_requests` feature flag).
+    /// RateLimit-Name/Limit/Observed/Remaining/Reset on every non-429 response
+    /// too (GitLab 18.6's `rate_limiting_headers_for_unthrottled_requests`).
     #[arg(long)]
     rate_limit_headers_on_success: bool,
     /// How long a deleted user stays visible, in milliseconds.

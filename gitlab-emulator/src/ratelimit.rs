@@ -4,7 +4,10 @@
 //! "#{name}:#{discriminator}"`, counter per `epoch_time / period`, every
 //! request counted, refused ones included, throttled when `count > limit`)
 //! and GitLab's `Gitlab::RackAttack.throttled_response_headers`
-//! (`lib/gitlab/rack_attack.rb`) and `Gitlab::Middleware::RackAttackHeaders`
+//! (`lib/gitlab/rack_attack.rb`), `Gitlab::RackAttack::RequestThrottleData`
+//! (`lib/gitlab/rack_attack/request_throttle_data.rb`: `common_response_headers`
+//! for every request, plus `Retry-After` and `RateLimit-ResetTime` when
+//! throttled) and `Gitlab::Middleware::RackAttackHeaders`
 //! (`lib/gitlab/middleware/rack_attack_headers.rb`, feature flag
 //! `rate_limiting_headers_for_unthrottled_requests`) for the headers.
 
@@ -52,9 +55,10 @@ impl Observation {
         self.period - (self.epoch_time % self.period)
     }
 
-    /// The headers of `throttled_response_headers` (with `Retry-After`) or of
-    /// `RequestThrottleData#common_response_headers` (without).
-    pub fn headers(&self, retry_after: bool) -> Vec<(&'static str, String)> {
+    /// `RequestThrottleData#throttled_response_headers` (`throttled`) or
+    /// `#common_response_headers`: the latter lacks `Retry-After` and
+    /// `RateLimit-ResetTime`.
+    pub fn headers(&self, throttled: bool) -> Vec<(&'static str, String)> {
         let rounded_limit = (self.limit * 60).div_ceil(self.period);
         let reset = self.epoch_time + self.retry_after();
         let mut h = vec![
@@ -66,10 +70,10 @@ impl Observation {
                 self.limit.saturating_sub(self.count).to_string(),
             ),
             ("ratelimit-reset", reset.to_string()),
-            ("ratelimit-resettime", http_date(reset)),
         ];
-        if retry_after {
+        if throttled {
             h.push(("retry-after", self.retry_after().to_string()));
+            h.push(("ratelimit-resettime", http_date(reset)));
         }
         h
     }
@@ -225,5 +229,6 @@ mod tests {
         let h: HashMap<_, _> = first.headers(false).into_iter().collect();
         assert_eq!(h["ratelimit-remaining"], "9");
         assert!(!h.contains_key("retry-after"));
+        assert!(!h.contains_key("ratelimit-resettime"));
     }
 }

@@ -124,7 +124,8 @@ async fn headers_on_success() {
     assert_eq!(r.header("ratelimit-observed"), Some("1"));
     assert_eq!(r.header("ratelimit-remaining"), Some("9"));
     assert!(r.header("ratelimit-reset").is_some());
-    assert!(r.header("ratelimit-resettime").is_some());
+    // `RequestThrottleData#common_response_headers`: no ResetTime, no Retry-After.
+    assert!(r.header("ratelimit-resettime").is_none());
     assert!(r.header("retry-after").is_none());
     // Error responses get them too (404 from a handler, 401 from auth).
     let r = env.get("/projects/999999", ADMIN).await;
