@@ -25,15 +25,27 @@ pub(crate) struct ListKind {
     /// Type name used in the 405 offset-cap message (`Project`, `User`);
     /// `None` for types without the cap and without keyset pagination.
     pub keyset_type: Option<&'static str>,
+    /// Orderings besides `id`/`created_at` that keyset pagination accepts,
+    /// with an opaque `cursor` (`Gitlab::Pagination::CursorBasedKeyset`,
+    /// the model's `supported_keyset_orderings`).
+    pub cursor_orders: &'static [&'static str],
 }
 
 impl ListKind {
-    pub const PLAIN: ListKind = ListKind { keyset_type: None };
+    pub const PLAIN: ListKind = ListKind {
+        keyset_type: None,
+        cursor_orders: &[],
+    };
+    /// `Gitlab::Pagination::Keyset.available?`: projects only by id.
     pub const PROJECTS: ListKind = ListKind {
         keyset_type: Some("Project"),
+        cursor_orders: &[],
     };
+    /// `User.supported_keyset_orderings`: id, name, username, created_at,
+    /// updated_at, both directions.
     pub const USERS: ListKind = ListKind {
         keyset_type: Some("User"),
+        cursor_orders: &["name", "username", "updated_at"],
     };
 }
 
@@ -42,8 +54,11 @@ impl ListKind {
 pub(crate) struct PageRequest {
     pub page: u64,
     pub per_page: u64,
-    /// `Some(descending)` for keyset pagination ordered by id.
+    /// `Some(descending)` for keyset pagination.
     pub keyset_desc: Option<bool>,
+    /// Keyset pagination over an ordering other than id: the next page is
+    /// reached with an opaque `cursor` (see [`paginate_cursor`]).
+    pub cursor: bool,
 }
 
 /// Order requested by `sort` (GitLab's lists default to `desc` for projects and users).
@@ -68,13 +83,15 @@ pub(crate) fn parse(params: &Params, kind: ListKind, default_desc: bool) -> ApiR
             return Err(keyset_unavailable());
         };
         let order_by = params.str("order_by").unwrap_or_else(|| "id".into());
-        if order_by != "id" && order_by != "created_at" {
+        let cursor = kind.cursor_orders.contains(&order_by.as_str());
+        if order_by != "id" && order_by != "created_at" && !cursor {
             return Err(keyset_unavailable());
         }
         return Ok(PageRequest {
             page: 1,
             per_page,
             keyset_desc: Some(sort_desc(params, default_desc)?),
+            cursor,
         });
     }
     if let Some(type_name) = kind.keyset_type {
@@ -92,7 +109,71 @@ pub(crate) fn parse(params: &Params, kind: ListKind, default_desc: bool) -> ApiR
         page,
         per_page,
         keyset_desc: None,
+        cursor: false,
     })
+}
+
+/// The `(value, id)` position a `cursor` parameter points after: URL-safe
+/// Base64 of `{"<order_by>": value, "id": "<id>"}`, as GitLab's keyset
+/// paginator encodes it. 400 `{"error":"cursor is invalid"}` otherwise.
+pub(crate) fn decode_cursor(params: &Params, order_by: &str) -> ApiResult<Option<(String, u64)>> {
+    use base64ct::Encoding;
+    let Some(raw) = params.str("cursor").filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let invalid = || ApiError::bad_param("cursor is invalid");
+    let bytes = base64ct::Base64Url::decode_vec(&raw)
+        .or_else(|_| base64ct::Base64UrlUnpadded::decode_vec(&raw))
+        .map_err(|_| invalid())?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    let value = v
+        .get(order_by)
+        .and_then(|x| x.as_str())
+        .ok_or_else(invalid)?;
+    let id = v
+        .get("id")
+        .and_then(|x| x.as_str().and_then(|s| s.parse().ok()).or(x.as_u64()))
+        .ok_or_else(invalid)?;
+    Ok(Some((value.to_string(), id)))
+}
+
+/// Keyset pagination with a cursor: `items` must already be ordered and
+/// start after the request's cursor. Only `Link: <…cursor=…>; rel="next"`
+/// while more remain (`Gitlab::Pagination::Keyset::HeaderBuilder`).
+pub(crate) fn paginate_cursor<T>(
+    request: PageRequest,
+    base_url: &str,
+    uri: &Uri,
+    order_by: &str,
+    items: impl Iterator<Item = T>,
+    position_of: impl Fn(&T) -> (String, u64),
+) -> Page<T> {
+    use base64ct::Encoding;
+    let mut page: Vec<T> = items.take(request.per_page as usize + 1).collect();
+    let mut headers = HeaderMap::new();
+    if page.len() > request.per_page as usize {
+        page.truncate(request.per_page as usize);
+        if let Some(last) = page.last() {
+            let (value, id) = position_of(last);
+            let mut cursor = serde_json::Map::new();
+            cursor.insert(order_by.to_string(), serde_json::Value::String(value));
+            cursor.insert("id".into(), serde_json::Value::String(id.to_string()));
+            let encoded = base64ct::Base64Url::encode_string(
+                serde_json::Value::Object(cursor).to_string().as_bytes(),
+            );
+            let mut q = query_pairs(uri);
+            q.remove("page");
+            q.insert("cursor".into(), encoded);
+            q.insert("per_page".into(), request.per_page.to_string());
+            let link_base = format!("{base_url}{}", uri.path());
+            let link = format!("<{}>; rel=\"next\"", build_url(&link_base, &q));
+            insert(&mut headers, "link", &link);
+        }
+    }
+    Page {
+        items: page,
+        headers,
+    }
 }
 
 fn keyset_unavailable() -> ApiError {
@@ -237,6 +318,7 @@ mod tests {
             page: 3,
             per_page: 10,
             keyset_desc: None,
+            cursor: false,
         };
         let page = paginate(
             req,
@@ -261,6 +343,7 @@ mod tests {
             page: 1,
             per_page: 100,
             keyset_desc: None,
+            cursor: false,
         };
         let page = paginate(req, "http://h", &uri("/x"), 0..10_001u64, 10_001, |i| *i);
         assert!(page.headers.get("x-total").is_none());
@@ -280,6 +363,7 @@ mod tests {
             page: 1,
             per_page: 2,
             keyset_desc: Some(false),
+            cursor: false,
         };
         let page = paginate(
             req,

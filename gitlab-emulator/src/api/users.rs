@@ -63,9 +63,11 @@ pub(crate) async fn list(
         };
         state.users.values().filter(filtered).collect()
     };
-    users.retain(|u| {
-        id_after.is_none_or(|a| u.id as i64 > a) && id_before.is_none_or(|b| (u.id as i64) < b)
-    });
+    if !request.cursor {
+        users.retain(|u| {
+            id_after.is_none_or(|a| u.id as i64 > a) && id_before.is_none_or(|b| (u.id as i64) < b)
+        });
+    }
     match order_by.as_str() {
         "name" => users.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id))),
         "username" => users.sort_by(|a, b| a.username.cmp(&b.username).then(a.id.cmp(&b.id))),
@@ -74,6 +76,45 @@ pub(crate) async fn list(
     }
     if desc {
         users.reverse();
+    }
+    if request.cursor {
+        // Cursor-based keyset (`Gitlab::Pagination::CursorBasedKeyset`,
+        // `User.supported_keyset_orderings`): resume strictly after the
+        // cursor's (value, id) in the requested direction.
+        let key = |u: &User| -> String {
+            match order_by.as_str() {
+                "name" => u.name.clone(),
+                "username" => u.username.clone(),
+                _ => u.updated_at.clone(),
+            }
+        };
+        if let Some((value, id)) = crate::pagination::decode_cursor(&params, &order_by)? {
+            users.retain(|u| {
+                let pos = (key(u), u.id);
+                if desc {
+                    pos < (value.clone(), id)
+                } else {
+                    pos > (value.clone(), id)
+                }
+            });
+        }
+        let page = crate::pagination::paginate_cursor(
+            request,
+            &app.base_url,
+            &uri,
+            &order_by,
+            users.into_iter(),
+            |u| (key(u), u.id),
+        );
+        let items: Vec<Value> = page
+            .items
+            .iter()
+            .map(|u| u.to_json(&app.base_url, view))
+            .collect();
+        return Ok(paged(crate::pagination::Page {
+            items,
+            headers: page.headers,
+        }));
     }
     let total = users.len();
     let page = paginate(

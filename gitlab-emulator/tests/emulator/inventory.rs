@@ -230,3 +230,68 @@ async fn users_by_updated_at() {
     let r = env.get("/users?order_by=updated_at", ADMIN).await;
     assert_eq!(order(&r.body), vec![b, a], "desc");
 }
+
+/// `/users` keyset pagination over `updated_at` (and `name`) walks with an
+/// opaque `cursor` in `Link: rel="next"`, as `User.supported_keyset_orderings`
+/// allows; `/projects` keyset stays id-only.
+#[tokio::test]
+async fn users_keyset_by_updated_at() {
+    let env = start().await;
+    let mut created = Vec::new();
+    for name in ["k1", "k2", "k3", "k4", "k5"] {
+        created.push(env.user(name).await["id"].as_u64().unwrap());
+        tick().await;
+    }
+    // Touch k1 last: it moves to the end of the updated_at order.
+    env.put(
+        &format!("/users/{}", created[0]),
+        ADMIN,
+        json!({"bio": "x"}),
+    )
+    .await;
+    let everyone = env
+        .get("/users?order_by=updated_at&sort=asc&per_page=100", ADMIN)
+        .await;
+    let expected = ids(&everyone.body);
+    assert_eq!(expected.last(), Some(&created[0]));
+    for (sort, expected) in [
+        ("asc", expected.clone()),
+        ("desc", expected.iter().rev().copied().collect()),
+    ] {
+        let mut url = env.url(&format!(
+            "/users?pagination=keyset&order_by=updated_at&sort={sort}&per_page=2"
+        ));
+        let mut walked = Vec::new();
+        loop {
+            let r = into_resp(
+                env.client
+                    .get(&url)
+                    .header("PRIVATE-TOKEN", ADMIN)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            assert!(r.header("x-total").is_none());
+            walked.extend(ids(&r.body));
+            let Some(link) = r.header("link") else { break };
+            assert!(link.contains("cursor="), "{link}");
+            assert!(link.ends_with("rel=\"next\""));
+            url = link
+                .trim_start_matches('<')
+                .split('>')
+                .next()
+                .unwrap()
+                .to_string();
+        }
+        assert_eq!(walked, expected, "sort={sort}");
+    }
+    let r = env
+        .get(
+            "/users?pagination=keyset&order_by=name&per_page=2&cursor=!!",
+            ADMIN,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
