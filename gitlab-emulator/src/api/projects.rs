@@ -669,8 +669,12 @@ pub(crate) async fn update(
     ))
 }
 
-/// Whether the project's own record differs (members, protected branches
-/// and variables are other tables in GitLab and do not count).
+/// Whether the project's own record differs. Members, protected branches,
+/// variables and topics (`project_topics`) are other tables in GitLab, and
+/// the default branch and branches live in the repository (`change_head`):
+/// none of them moves `projects.updated_at`. The other settings all count,
+/// although GitLab keeps some in side tables (`project_feature`,
+/// `project_setting`, `project_ci_cd_settings`).
 fn record_changed(before: &Project, after: &Project) -> bool {
     let record = |p: &Project| {
         let mut p = p.clone();
@@ -678,6 +682,9 @@ fn record_changed(before: &Project, after: &Project) -> bool {
         p.protected_branches.clear();
         p.variables.clear();
         p.variable_keys.clear();
+        p.topics.clear();
+        p.branches.clear();
+        p.default_branch = None;
         p.updated_at.clear();
         p.last_activity_at.clear();
         serde_json::to_value(&p).unwrap_or(Value::Null)

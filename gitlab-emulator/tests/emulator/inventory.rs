@@ -295,3 +295,34 @@ async fn users_keyset_by_updated_at() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+/// Topics (`project_topics`) and the default branch (the repository's HEAD)
+/// are not the project record.
+#[tokio::test]
+async fn topics_and_default_branch_leave_updated_at() {
+    let env = start().await;
+    let p = env
+        .project(ADMIN, json!({"name": "tp", "initialize_with_readme": true}))
+        .await;
+    let pid = p["id"].as_u64().unwrap();
+    let r = env
+        .post(
+            &format!("/projects/{pid}/repository/branches"),
+            ADMIN,
+            json!({"branch": "dev", "ref": "main"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let before = updated_at(&env, pid).await;
+    tick().await;
+    let r = env
+        .put(
+            &format!("/projects/{pid}"),
+            ADMIN,
+            json!({"topics": ["a", "b"], "default_branch": "dev"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["default_branch"], "dev");
+    assert_eq!(updated_at(&env, pid).await, before);
+}
