@@ -217,6 +217,32 @@ struct Delivery {
     url: String,
     token: Option<String>,
     body: String,
+    /// `X-Gitlab-Event-UUID`: one per API request that caused the events
+    /// (`Gitlab::WebHooks::RecursionDetection`).
+    event_uuid: String,
+}
+
+/// A random version 4 UUID (`SecureRandom.uuid`).
+fn uuid_v4() -> String {
+    use rand::{Rng, SeedableRng};
+    static SALT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let salt = SALT.fetch_add(0x9E37_79B9_7F4A_7C15, std::sync::atomic::Ordering::Relaxed);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(nanos ^ salt);
+    let mut b: [u8; 16] = rng.random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 /// One worker (and queue) per hook id.
@@ -250,6 +276,7 @@ impl Dispatcher {
         if state.system_hooks.is_empty() {
             return;
         }
+        let event_uuid = uuid_v4();
         let mut workers = self.workers.lock();
         for event in &events {
             let body = event.to_string();
@@ -265,6 +292,7 @@ impl Dispatcher {
                     url: hook.url.clone(),
                     token: hook.token.clone(),
                     body: body.clone(),
+                    event_uuid: event_uuid.clone(),
                 };
                 if let Err(mpsc::error::SendError(d)) = sender.send(delivery) {
                     // The worker's runtime is gone (a previous test's); start anew.
@@ -324,6 +352,15 @@ async fn post(d: &Delivery, user_agent: &str, instance: &str) -> std::io::Result
     if let Some(token) = &d.token {
         head.push_str(&format!("X-Gitlab-Token: {token}\r\n"));
     }
+    // `WebHookService#build_headers`: a fresh `X-Gitlab-Webhook-UUID` per
+    // delivery, an `Idempotency-Key` (stable across retries; there are none
+    // here) and the request's `X-Gitlab-Event-UUID`.
+    head.push_str(&format!(
+        "Idempotency-Key: {}\r\nX-Gitlab-Webhook-UUID: {}\r\nX-Gitlab-Event-UUID: {}\r\n",
+        uuid_v4(),
+        uuid_v4(),
+        d.event_uuid
+    ));
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(d.body.as_bytes()).await?;
@@ -356,5 +393,9 @@ mod tests {
             "2025-01-31T12:00:00Z"
         );
         assert_eq!(human_access(40), "Maintainer");
+        let u = uuid_v4();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_ne!(u, uuid_v4());
     }
 }

@@ -275,7 +275,19 @@ async fn project_and_team_events_are_delivered_in_order() {
         assert_eq!(d.header("x-gitlab-token"), Some("hook-secret"));
         assert_eq!(d.header("content-type"), Some("application/json"));
         assert_eq!(d.header("user-agent"), Some("GitLab/18.4.0"));
+        assert_eq!(d.header("x-gitlab-webhook-uuid").map(str::len), Some(36));
+        assert_eq!(d.header("idempotency-key").map(str::len), Some(36));
+        assert_eq!(d.header("x-gitlab-instance"), Some(env.emu.url().as_str()));
     }
+    // One event UUID per request: project create and its owner's membership share it.
+    assert_eq!(
+        got[0].header("x-gitlab-event-uuid"),
+        got[1].header("x-gitlab-event-uuid")
+    );
+    assert_ne!(
+        got[1].header("x-gitlab-event-uuid"),
+        got[2].header("x-gitlab-event-uuid")
+    );
     let create = &got[0].body;
     assert_eq!(create["name"], "inventory");
     assert_eq!(create["path_with_namespace"], "root/inventory");
