@@ -223,8 +223,8 @@ pub(crate) async fn api_layer(
     let token = request_token(req.headers(), req.uri().query());
     let mut observation = None;
     if let Some(limit) = &app.config.rate_limit {
-        let key = token.clone().unwrap_or_else(|| "unauthenticated".into());
-        let seen = app.limiter.check(&key, limit);
+        let (name, key) = throttle_discriminator(&app, &req, token.as_deref());
+        let seen = app.limiter.check(name, &key, limit);
         if seen.throttled {
             app.counters.record_rate_limited();
             tracing::debug!(route = %route, retry_after = seen.retry_after(), "Rate limited");
@@ -263,6 +263,38 @@ pub(crate) async fn api_layer(
         return with_headers(ApiError::internal().into_response());
     }
     with_headers(resp)
+}
+
+/// The throttle and discriminator of a request, as
+/// `Gitlab::RackAttack::Request#throttled_identifer` picks them: requests
+/// that authenticate (a live personal access token, or a running job's token
+/// on `/job`) count against `throttle_authenticated_api` as `user:<id>`, so
+/// all tokens of one user share a window; the rest against
+/// `throttle_unauthenticated_api` (GitLab keys those by IP; here they share
+/// one window).
+fn throttle_discriminator(app: &App, req: &Request, token: Option<&str>) -> (&'static str, String) {
+    use crate::ratelimit::{THROTTLE_NAME, UNAUTHENTICATED_THROTTLE_NAME};
+    let state = app.state.lock();
+    let today = crate::time::today();
+    let user = token
+        .and_then(|t| state.token_by_secret(t))
+        .filter(|pat| !pat.revoked && !pat.expired(&today))
+        .map(|pat| pat.user_id)
+        .or_else(|| {
+            let secret = token
+                .map(str::to_string)
+                .or_else(|| job_token(req.headers(), req.uri().query()))?;
+            let job = state.idx.job_token.get(&secret)?;
+            state
+                .jobs
+                .get(job)
+                .filter(|j| j.status == "running")
+                .and_then(|j| j.user_id)
+        });
+    match user {
+        Some(id) => (THROTTLE_NAME, format!("user:{id}")),
+        None => (UNAUTHENTICATED_THROTTLE_NAME, "unauthenticated".into()),
+    }
 }
 
 /// `find_current_user!`, `sudo!` and `validate_access_token!` in GitLab's order.

@@ -22,6 +22,9 @@ use crate::time::{http_date, now_ms};
 
 /// The throttle's name as GitLab reports it in `RateLimit-Name`.
 pub(crate) const THROTTLE_NAME: &str = "throttle_authenticated_api";
+/// The throttle of requests without a usable credential (GitLab keys it by
+/// IP; here all such requests share one window).
+pub(crate) const UNAUTHENTICATED_THROTTLE_NAME: &str = "throttle_unauthenticated_api";
 
 /// Count of one discriminator in one window.
 struct Window {
@@ -39,6 +42,8 @@ pub(crate) struct RateLimiter {
 /// period, limit, epoch_time}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Observation {
+    /// The throttle (`RateLimit-Name`).
+    pub name: &'static str,
     /// Requests in the current window, this one included.
     pub count: u64,
     pub limit: u64,
@@ -62,7 +67,7 @@ impl Observation {
         let rounded_limit = (self.limit * 60).div_ceil(self.period);
         let reset = self.epoch_time + self.retry_after();
         let mut h = vec![
-            ("ratelimit-name", THROTTLE_NAME.to_string()),
+            ("ratelimit-name", self.name.to_string()),
             ("ratelimit-limit", rounded_limit.to_string()),
             ("ratelimit-observed", self.count.to_string()),
             (
@@ -80,18 +85,25 @@ impl Observation {
 }
 
 impl RateLimiter {
-    /// Counts one request for `key` in the current window.
-    pub fn check(&self, key: &str, limit: &RateLimit) -> Observation {
-        self.check_at(key, limit, now_ms() / 1000)
+    /// Counts one request for discriminator `key` of throttle `name` in the
+    /// current window.
+    pub fn check(&self, name: &'static str, key: &str, limit: &RateLimit) -> Observation {
+        self.check_at(name, key, limit, now_ms() / 1000)
     }
 
     /// As [`RateLimiter::check`] at Unix time `now` (seconds).
-    pub(crate) fn check_at(&self, key: &str, limit: &RateLimit, now: u64) -> Observation {
+    pub(crate) fn check_at(
+        &self,
+        name: &'static str,
+        key: &str,
+        limit: &RateLimit,
+        now: u64,
+    ) -> Observation {
         let period = u64::from(limit.period_secs.max(1));
         let index = now / period;
         let mut windows = self.windows.lock();
         let window = windows
-            .entry(key.to_string())
+            .entry(format!("{name}:{key}"))
             .or_insert(Window { index, count: 0 });
         if window.index != index {
             window.index = index;
@@ -100,6 +112,7 @@ impl RateLimiter {
         window.count += 1;
         let limit = u64::from(limit.requests_per_period());
         Observation {
+            name,
             count: window.count,
             limit,
             period,
@@ -183,22 +196,22 @@ mod tests {
         // 1_000_020 is 0 s into window 16_667 (16_667 * 60 = 1_000_020).
         let t = 1_000_020 + 10;
         for n in 1..=3 {
-            let o = limiter.check_at("t", &l, t);
+            let o = limiter.check_at(THROTTLE_NAME, "t", &l, t);
             assert!(!o.throttled);
             assert_eq!(o.count, n);
         }
-        let o = limiter.check_at("t", &l, t + 5);
+        let o = limiter.check_at(THROTTLE_NAME, "t", &l, t + 5);
         assert!(o.throttled);
         assert_eq!(o.count, 4);
         assert_eq!(o.retry_after(), 45);
-        let o = limiter.check_at("t", &l, t + 49);
+        let o = limiter.check_at(THROTTLE_NAME, "t", &l, t + 49);
         assert!(o.throttled);
         assert_eq!(o.count, 5, "refused requests are counted too");
         assert_eq!(o.retry_after(), 1);
         // Other tokens have their own windows.
-        assert!(!limiter.check_at("other", &l, t).throttled);
+        assert!(!limiter.check_at(THROTTLE_NAME, "other", &l, t).throttled);
         // The next window starts at zero whatever happened before.
-        let o = limiter.check_at("t", &l, 1_000_080);
+        let o = limiter.check_at(THROTTLE_NAME, "t", &l, 1_000_080);
         assert!(!o.throttled);
         assert_eq!(o.count, 1);
         assert_eq!(o.retry_after(), 60);
@@ -213,7 +226,7 @@ mod tests {
         let t = 1_200_000 + 30; // 30 s into a 120 s window
         let mut last = None;
         for _ in 0..11 {
-            last = Some(limiter.check_at("k", &l, t));
+            last = Some(limiter.check_at(THROTTLE_NAME, "k", &l, t));
         }
         let o = last.unwrap();
         assert!(o.throttled);
@@ -225,7 +238,7 @@ mod tests {
         assert_eq!(h["ratelimit-reset"], "1200120");
         assert_eq!(h["ratelimit-name"], THROTTLE_NAME);
         assert!(h["ratelimit-resettime"].ends_with("GMT"));
-        let first = RateLimiter::default().check_at("k", &l, t);
+        let first = RateLimiter::default().check_at(THROTTLE_NAME, "k", &l, t);
         let h: HashMap<_, _> = first.headers(false).into_iter().collect();
         assert_eq!(h["ratelimit-remaining"], "9");
         assert!(!h.contains_key("retry-after"));

@@ -60,7 +60,7 @@ async fn fixed_window_429_with_headers() {
     // Refused requests count too.
     let r = env.get("/user", ADMIN).await;
     assert_eq!(r.header("ratelimit-observed"), Some("7"));
-    // Windows are per token.
+    // Windows are per user.
     assert_eq!(env.get("/user", ALICE).await.status, StatusCode::OK);
     assert_eq!(env.emu.counters().rate_limited, 2);
     // Unthrottled responses carry no RateLimit-* by default.
@@ -134,6 +134,35 @@ async fn headers_on_success() {
     let r = env.get("/user", "no-such-token").await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.header("ratelimit-observed"), Some("1"));
+    assert_eq!(
+        r.header("ratelimit-name"),
+        Some("throttle_unauthenticated_api")
+    );
+}
+
+/// Rack::Attack's discriminator is the user (`throttled_identifer`:
+/// `user:<id>`), not the token: two tokens of one user share a window.
+#[tokio::test]
+async fn tokens_of_one_user_share_a_window() {
+    let mut cfg = config();
+    cfg.admin_tokens.push("second-admin-token".into());
+    cfg.rate_limit = Some(RateLimit {
+        requests_per_minute: 3,
+        ..RateLimit::default()
+    });
+    let env = start_with(cfg).await;
+    wait_for_fresh_window(60, 5_000).await;
+    for _ in 0..2 {
+        assert_eq!(env.get("/user", ADMIN).await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        env.get("/user", "second-admin-token").await.status,
+        StatusCode::OK
+    );
+    let r = env.get("/user", "second-admin-token").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.header("ratelimit-observed"), Some("4"));
+    assert_eq!(env.get("/user", ALICE).await.status, StatusCode::OK);
 }
 
 #[tokio::test]
