@@ -18,11 +18,11 @@ pub enum Edition {
     Ee,
 }
 
-/// Optional per-token throttle imitating Rack::Attack's authenticated API
-/// throttle: a fixed window of `period_secs` per token.
+/// Optional per-user throttle imitating Rack::Attack's authenticated API
+/// throttle: a fixed window of `period_secs` per user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RateLimit {
-    /// Requests allowed per minute and per token. With a `period_secs` other
+    /// Requests allowed per minute and per user. With a `period_secs` other
     /// than 60 the window's limit is `requests_per_minute * period_secs / 60`
     /// (rounded up; GitLab's `throttle_authenticated_api_requests_per_period`).
     pub requests_per_minute: u32,

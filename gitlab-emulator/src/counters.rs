@@ -17,7 +17,7 @@ pub struct Counters {
     pub by_route: BTreeMap<String, u64>,
     /// Injected faults by kind (`latency`, `error`, `reset`, `rate_limited`, `write_then_500`).
     pub faults: BTreeMap<String, u64>,
-    /// Requests refused by the per-token rate limiter.
+    /// Requests refused by the per-user rate limiter.
     pub rate_limited: u64,
 }
 

@@ -1,5 +1,5 @@
 //! The layer every `/api/v4` request goes through, in order: counting by route
-//! template, injected latency and faults, the per-token rate limit, then
+//! template, injected latency and faults, the per-user rate limit, then
 //! authentication as GitLab's `API::APIGuard` / `API::Helpers#current_user`
 //! does it: a personal access token (`PRIVATE-TOKEN`, `Authorization: Bearer`,
 //! `?private_token=`) that must be neither expired nor revoked, or on `GET

@@ -1,4 +1,4 @@
-//! Optional per-token throttle imitating GitLab's authenticated API throttle
+//! Optional per-user throttle imitating GitLab's authenticated API throttle
 //! as Rack::Attack implements it: a FIXED WINDOW per discriminator (the
 //! token). Followed: rack-attack `lib/rack/attack/throttle.rb` (`key =
 //! "#{name}:#{discriminator}"`, counter per `epoch_time / period`, every
@@ -32,7 +32,7 @@ struct Window {
     count: u64,
 }
 
-/// Windows by token (or `unauthenticated`).
+/// Windows by throttle and discriminator.
 #[derive(Default)]
 pub(crate) struct RateLimiter {
     windows: Mutex<HashMap<String, Window>>,
