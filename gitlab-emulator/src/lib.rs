@@ -3,7 +3,9 @@
 //! This crate owns a faithful-enough imitation of GitLab CE 18.4 for users,
 //! namespaces and groups, projects, project members, protected branches,
 //! project CI/CD variables, personal access tokens (scopes, expiry,
-//! revocation, `Sudo`), SSH keys and CI jobs, plus a control plane under
+//! revocation, `Sudo`), SSH keys, CI jobs and system hooks (delivered to
+//! their receivers in the background), an optional Rack::Attack-style rate
+//! limit, plus a control plane under
 //! `/-/emulator/` for tests and benchmarks (reset, state load and dump,
 //! request counters, fault injection, token and job fixtures). It never talks to a real GitLab and never touches the network
 //! beyond the loopback listener it binds.

@@ -314,6 +314,7 @@ impl State {
         next.ssh_key = next.ssh_key.max(after(self.ssh_keys.keys().next_back()));
         next.pipeline = next.pipeline.max(after(self.pipelines.keys().next_back()));
         next.job = next.job.max(after(self.jobs.keys().next_back()));
+        next.hook = next.hook.max(after(self.system_hooks.keys().next_back()));
         for p in self.projects.values_mut() {
             p.rebuild_indexes();
             if let Some(ns) = self.namespaces.get(&p.namespace_id) {

@@ -455,3 +455,21 @@ async fn transfer_and_archive_events() {
     assert_eq!(got[0].body["owner_email"], "");
     assert_eq!(got[1].body["project_id"], pid);
 }
+
+/// A state file written by hand without `next_id.hook` still numbers new
+/// hooks after the stored ones.
+#[tokio::test]
+async fn hook_ids_continue_after_a_state_without_a_counter() {
+    let env = start().await;
+    env.post("/hooks", ADMIN, json!({"url": "http://127.0.0.1:9/a"}))
+        .await;
+    env.post("/hooks", ADMIN, json!({"url": "http://127.0.0.1:9/b"}))
+        .await;
+    let mut state = env.emu.dump_state();
+    state["next_id"].as_object_mut().unwrap().remove("hook");
+    env.emu.load_state(state).unwrap();
+    let r = env
+        .post("/hooks", ADMIN, json!({"url": "http://127.0.0.1:9/c"}))
+        .await;
+    assert_eq!(r.body["id"], 3);
+}
