@@ -309,6 +309,26 @@ impl Dispatcher {
         }
     }
 
+    /// Queues `payload` for one hook only (`POST /hooks/:hook_id`, the test).
+    pub fn send_to(&self, hook: &SystemHook, payload: &Value) {
+        let mut workers = self.workers.lock();
+        let sender = workers.entry(hook.id).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(worker(
+                rx,
+                self.user_agent.clone(),
+                self.instance.lock().clone(),
+            ));
+            tx
+        });
+        let _ = sender.send(Delivery {
+            url: hook.url.clone(),
+            token: hook.token.clone(),
+            body: payload.to_string(),
+            event_uuid: uuid_v4(),
+        });
+    }
+
     /// Forgets a deleted hook's queue (its worker ends after what is queued).
     pub fn forget(&self, hook_id: u64) {
         self.workers.lock().remove(&hook_id);

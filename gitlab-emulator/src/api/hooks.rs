@@ -186,6 +186,31 @@ pub(crate) async fn update(
     Ok(json(StatusCode::OK, body))
 }
 
+/// `POST /hooks/:hook_id` (`API::Hooks::Test` mounted with the sample
+/// `project_create` data of `lib/api/system_hooks.rb`): sends the sample to
+/// that hook and answers 201 with it. GitLab delivers it synchronously; here
+/// it is queued like any delivery, so the answer never waits for the receiver.
+pub(crate) async fn test(
+    axum::extract::State(app): AppState,
+    Extension(auth): Extension<AuthUser>,
+    Path(hook_id): Path<String>,
+) -> ApiResult<Response> {
+    require_admin(&auth)?;
+    let mut state = app.state.lock();
+    let id = find(&state, &hook_id)?;
+    app.hooks.drain(&mut state);
+    let data = serde_json::json!({
+        "event_name": "project_create",
+        "name": "Ruby",
+        "path": "ruby",
+        "project_id": 1,
+        "owner_name": "Someone",
+        "owner_email": "example@gitlabhq.com",
+    });
+    app.hooks.send_to(&state.system_hooks[&id], &data);
+    Ok(json(StatusCode::CREATED, data))
+}
+
 pub(crate) async fn delete(
     axum::extract::State(app): AppState,
     Extension(auth): Extension<AuthUser>,

@@ -106,7 +106,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/api/v4/hooks", get(hooks::list).post(hooks::create))
         .route(
             "/api/v4/hooks/{hook_id}",
-            get(hooks::get_one).put(hooks::update).delete(hooks::delete),
+            get(hooks::get_one)
+                .post(hooks::test)
+                .put(hooks::update)
+                .delete(hooks::delete),
         )
         .route(
             "/api/v4/projects/{id}/repository/branches",

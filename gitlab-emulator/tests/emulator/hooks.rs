@@ -473,3 +473,31 @@ async fn hook_ids_continue_after_a_state_without_a_counter() {
         .await;
     assert_eq!(r.body["id"], 3);
 }
+
+#[tokio::test]
+async fn test_endpoint_sends_the_sample() {
+    let env = start().await;
+    let rx = Receiver::start().await;
+    let id = env
+        .post("/hooks", ADMIN, json!({"url": rx.url, "token": "tt"}))
+        .await
+        .body["id"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        env.post(&format!("/hooks/{id}"), ALICE, json!({}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let r = env.post(&format!("/hooks/{id}"), ADMIN, json!({})).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.body["owner_email"], "example@gitlabhq.com");
+    let got = rx.wait_for(1).await;
+    assert_eq!(got[0].body, r.body);
+    assert_eq!(got[0].header("x-gitlab-token"), Some("tt"));
+    assert_eq!(
+        env.post("/hooks/999", ADMIN, json!({})).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
