@@ -265,6 +265,31 @@ impl Dispatcher {
         *self.instance.lock() = base_url.to_string();
     }
 
+    /// Queues `delivery` on hook `hook_id`'s worker, starting one if needed
+    /// (or again, if its runtime is gone).
+    fn enqueue(
+        &self,
+        workers: &mut HashMap<u64, mpsc::UnboundedSender<Delivery>>,
+        hook_id: u64,
+        delivery: Delivery,
+    ) {
+        let spawn = || {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(worker(
+                rx,
+                self.user_agent.clone(),
+                self.instance.lock().clone(),
+            ));
+            tx
+        };
+        let sender = workers.entry(hook_id).or_insert_with(spawn);
+        if let Err(mpsc::error::SendError(d)) = sender.send(delivery) {
+            let tx = spawn();
+            let _ = tx.send(d);
+            *sender = tx;
+        }
+    }
+
     /// Queues every payload of `state.outbox` for every registered hook.
     /// Must be called with the state lock held (it is `&mut State`), so that
     /// queues receive payloads in the order the changes happened.
@@ -281,52 +306,26 @@ impl Dispatcher {
         for event in &events {
             let body = event.to_string();
             for hook in state.system_hooks.values() {
-                let sender = workers.entry(hook.id).or_insert_with(|| {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    let agent = self.user_agent.clone();
-                    let instance = self.instance.lock().clone();
-                    tokio::spawn(worker(rx, agent, instance));
-                    tx
-                });
                 let delivery = Delivery {
                     url: hook.url.clone(),
                     token: hook.token.clone(),
                     body: body.clone(),
                     event_uuid: event_uuid.clone(),
                 };
-                if let Err(mpsc::error::SendError(d)) = sender.send(delivery) {
-                    // The worker's runtime is gone (a previous test's); start anew.
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(worker(
-                        rx,
-                        self.user_agent.clone(),
-                        self.instance.lock().clone(),
-                    ));
-                    let _ = tx.send(d);
-                    *sender = tx;
-                }
+                self.enqueue(&mut workers, hook.id, delivery);
             }
         }
     }
 
     /// Queues `payload` for one hook only (`POST /hooks/:hook_id`, the test).
     pub fn send_to(&self, hook: &SystemHook, payload: &Value) {
-        let mut workers = self.workers.lock();
-        let sender = workers.entry(hook.id).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(worker(
-                rx,
-                self.user_agent.clone(),
-                self.instance.lock().clone(),
-            ));
-            tx
-        });
-        let _ = sender.send(Delivery {
+        let delivery = Delivery {
             url: hook.url.clone(),
             token: hook.token.clone(),
             body: payload.to_string(),
             event_uuid: uuid_v4(),
-        });
+        };
+        self.enqueue(&mut self.workers.lock(), hook.id, delivery);
     }
 
     /// Forgets a deleted hook's queue (its worker ends after what is queued).
