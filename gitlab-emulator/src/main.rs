@@ -38,7 +38,8 @@ struct Args {
     /// Edition whose semantics to imitate where CE and EE differ.
     #[arg(long, value_enum, default_value = "ce")]
     edition: EditionArg,
-    /// Per-token rate limit in requests per minute (off when absent).
+    /// Rate limit in requests per minute and user, counted in Rack::Attack-style
+    /// fixed windows (off when absent).
     #[arg(long)]
     rate_limit_rpm: Option<u32>,
     /// Send 429s without Retry-After and RateLimit-* headers.
