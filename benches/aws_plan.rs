@@ -202,7 +202,7 @@ fn main() {
     let desired = rt
         .block_on(aws.desired(&state, None))
         .unwrap_or_else(|_| panic!("desired"));
-    let live = rt.block_on(aws.observe(&desired));
+    let live = rt.block_on(aws.observe(&desired.iter().collect::<Vec<_>>()));
     let plan = reconcile::plan::compute(
         "bench",
         &desired,

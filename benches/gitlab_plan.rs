@@ -1,9 +1,11 @@
-//! Benchmark: `reconcile plan` of a fleet against the GitLab emulator with 20 ms of injected
-//! latency per request. Prints wall time, request count, and the ratio to the floor (the
-//! minimal request count × 20 ms ÷ concurrency). Nothing is asserted on time.
+//! Benchmark: no-change `reconcile plan`s of growing fleets against the GitLab emulator, at 0 ms
+//! (CPU: must grow linearly with the fleet) and with 20 ms of injected latency per request
+//! (wall time against the floor: the minimal request count × 20 ms ÷ concurrency). Prints CPU
+//! of reconcile's own threads, wall, requests and the ratio to the floor. Nothing is asserted
+//! on time; the request count must be the minimum.
 //!
-//! `cargo bench --bench gitlab_plan` (`FLEET_PROJECTS=200` for a smaller fleet;
-//! `FLEET_RATE_LIMIT_RPM=600` also plans it again against a rate-limited emulator).
+//! `cargo bench --bench gitlab_plan` (`FLEET_PROJECTS=1000,3000,10000` by default;
+//! `FLEET_RATE_LIMIT_RPM=600` also plans the largest fleet against a rate-limited emulator).
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -66,36 +68,68 @@ fn fleet(dir: &std::path::Path, projects: usize, users: usize) {
     }
 }
 
-fn main() {
-    let projects: usize = std::env::var("FLEET_PROJECTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
-    let users: usize = 300;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let emu = rt
-        .block_on(Emulator::start(Config {
-            admin_tokens: vec![TOKEN.into()],
-            ..Config::default()
-        }))
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    fleet(dir.path(), projects, users);
-    let url = emu.url();
-    let settings = Settings::from_env(|k| match k {
-        "GITLAB_URL" => Some(url.clone()),
-        "GITLAB_TOKEN" => Some(TOKEN.into()),
-        _ => None,
-    });
-    let concurrency = settings.client.concurrency;
+/// CPU seconds (user + system) of this process's main thread and of its threads whose name
+/// starts with `prefix`.
+fn cpu_of_threads(prefix: &str) -> f64 {
+    let main = std::process::id().to_string();
+    let ticks = 100.0; // USER_HZ on Linux
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with(prefix) && task.file_name().to_str() != Some(main.as_str()) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let after = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        if fields.len() > 12 {
+            total +=
+                fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+        }
+    }
+    total as f64 / ticks
+}
 
-    // Seed: apply the fleet without latency.
-    let seed_start = Instant::now();
+struct Measured {
+    wall: f64,
+    cpu: f64,
+    requests: u64,
+}
+
+/// One no-change plan on the main thread and the `reconcile` runtime (the emulator runs on its
+/// own runtime, `emulator`), measured.
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    settings: &Settings,
+    emu: &Emulator,
+) -> Measured {
+    emu.reset_counters();
+    let cpu0 = cpu_of_threads("reconcile");
+    let start = Instant::now();
     let planned = rt
-        .block_on(pipeline::plan(dir.path(), &settings))
+        .block_on(pipeline::plan(dir, settings))
+        .map(|p| p.plan)
+        .unwrap_or_else(|_| panic!("fleet plans"));
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = cpu_of_threads("reconcile") - cpu0;
+    assert!(planned.is_empty(), "the seeded fleet has no changes");
+    Measured {
+        wall,
+        cpu,
+        requests: emu.counters().total,
+    }
+}
+
+/// Applies the fleet (no latency, no gate).
+fn seed(rt: &tokio::runtime::Runtime, dir: &std::path::Path, settings: &Settings) -> usize {
+    let planned = rt
+        .block_on(pipeline::plan(dir, settings))
         .unwrap_or_else(|_| panic!("fleet plans"));
     let steps = planned.plan.steps.len();
     // Seeding is an ungated --auto-approve: through verify like every apply.
@@ -136,87 +170,142 @@ fn main() {
         &|_, _| {},
     ));
     assert_eq!(report.failed() + report.skipped(), 0, "seeding failed");
-    println!(
-        "seeded {projects} projects, {users} users: {steps} steps in {:.1} s",
-        seed_start.elapsed().as_secs_f64()
-    );
+    steps
+}
 
-    // Measure: a no-change plan with 20 ms per request.
-    emu.set_faults(Faults {
-        latency_ms: LATENCY_MS,
-        ..Faults::default()
-    })
-    .unwrap();
-    emu.reset_counters();
-    let start = Instant::now();
-    let planned = rt
-        .block_on(pipeline::plan(dir.path(), &settings))
-        .unwrap_or_else(|_| panic!("fleet plans"));
-    let wall = start.elapsed();
-    assert!(planned.plan.is_empty(), "the seeded fleet has no changes");
-    let counters = emu.counters();
+fn main() {
+    let sizes: Vec<usize> = std::env::var("FLEET_PROJECTS")
+        .unwrap_or_else(|_| "1000,3000,10000".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    let users: usize = 300;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("reconcile")
+        .build()
+        .unwrap();
+    let emu_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("emulator")
+        .build()
+        .unwrap();
+    let emu = emu_rt
+        .block_on(Emulator::start(Config {
+            admin_tokens: vec![TOKEN.into()],
+            ..Config::default()
+        }))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = emu.url();
+    let settings = Settings::from_env(|k| match k {
+        "GITLAB_URL" => Some(url.clone()),
+        "GITLAB_TOKEN" => Some(TOKEN.into()),
+        _ => None,
+    });
+    let concurrency = settings.client.concurrency;
     let user_pages = (users + 1).div_ceil(100) as u64;
-    let floor_requests = 4 * projects as u64 + user_pages + 3;
-    let floor = floor_requests as f64 * LATENCY_MS as f64 / 1000.0 / concurrency as f64;
-    println!(
-        "no-change plan of {projects} projects (6 variables, 2 protected branches, 4 members each) and {users} users, {LATENCY_MS} ms per request, {concurrency} in flight:"
-    );
-    println!("  wall time      {:.2} s", wall.as_secs_f64());
-    println!(
-        "  requests       {} (minimum {floor_requests}: 4 per project, {user_pages} user pages, 3 preflight: GET /version, /user, /personal_access_tokens/self)",
-        counters.total
-    );
-    println!("  floor          {floor:.2} s (minimum requests × {LATENCY_MS} ms ÷ {concurrency})");
-    println!("  ratio to floor {:.2}", wall.as_secs_f64() / floor);
 
-    // Under a rate limit (`FLEET_RATE_LIMIT_RPM`): the same fleet on a throttled emulator. The
-    // emulator's bucket holds a minute of requests, so the floor is the time to earn the
+    println!(
+        "no-change plans: N projects (6 variables, 2 protected branches, 4 members each) and {users} users, {concurrency} in flight; CPU is the reconcile runtime's threads only"
+    );
+    println!(
+        "{:>8} {:>9} {:>9} {:>13} {:>9} {:>9} {:>9} {:>7}",
+        "projects", "requests", "cpu 0ms", "cpu/project", "wall 0ms", "wall 20ms", "floor", "ratio"
+    );
+    let mut last = None;
+    let mut rows = Vec::new();
+    for &projects in &sizes {
+        fleet(dir.path(), projects, users);
+        emu.clear_faults();
+        let seed_start = Instant::now();
+        let steps = seed(&rt, dir.path(), &settings);
+        eprintln!(
+            "seeded {projects} projects: {steps} steps in {:.1} s",
+            seed_start.elapsed().as_secs_f64()
+        );
+        let fast = measure(&rt, dir.path(), &settings, &emu);
+        emu.set_faults(Faults {
+            latency_ms: LATENCY_MS,
+            ..Faults::default()
+        })
+        .unwrap();
+        let slow = measure(&rt, dir.path(), &settings, &emu);
+        emu.clear_faults();
+        let floor_requests = 4 * projects as u64 + user_pages + 3;
+        assert_eq!(
+            slow.requests, floor_requests,
+            "no request beyond the minimum"
+        );
+        let floor = floor_requests as f64 * LATENCY_MS as f64 / 1000.0 / concurrency as f64;
+        println!(
+            "{projects:>8} {:>9} {:>8.2}s {:>11.2}ms {:>8.2}s {:>8.2}s {:>8.2}s {:>7.2}",
+            slow.requests,
+            fast.cpu,
+            fast.cpu * 1000.0 / projects as f64,
+            fast.wall,
+            slow.wall,
+            floor,
+            slow.wall / floor
+        );
+        rows.push((projects, fast.cpu / projects as f64));
+        last = Some(projects);
+    }
+    if let (Some((small, per_small)), Some((large, per_large))) = (rows.first(), rows.last())
+        && small != large
+    {
+        println!(
+            "CPU per project at {large} ÷ at {small}: {:.2} (flat is 1.00)",
+            per_large / per_small
+        );
+    }
+    let projects = last.expect("at least one size");
+    let floor_requests = 4 * projects as u64 + user_pages + 3;
+
+    // Under a rate limit (`FLEET_RATE_LIMIT_RPM`): the largest fleet on a throttled emulator.
+    // The emulator's bucket holds a minute of requests, so the floor is the time to earn the
     // requests beyond the first minute's.
     if let Some(rpm) = std::env::var("FLEET_RATE_LIMIT_RPM")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
     {
         let state = emu.dump_state();
-        let throttled = rt
+        let throttled = emu_rt
             .block_on(Emulator::start(Config {
                 admin_tokens: vec![TOKEN.into()],
                 rate_limit: Some(gitlab_emulator::RateLimit {
                     requests_per_minute: rpm,
                     headers: true,
+                    ..gitlab_emulator::RateLimit::default()
                 }),
                 ..Config::default()
             }))
             .unwrap();
         throttled.load_state(state).unwrap();
-        throttled.reset_counters();
         let url = throttled.url();
         let settings = Settings::from_env(|k| match k {
             "GITLAB_URL" => Some(url.clone()),
             "GITLAB_TOKEN" => Some(TOKEN.into()),
             _ => None,
         });
-        let start = Instant::now();
-        let planned = rt
-            .block_on(pipeline::plan(dir.path(), &settings))
-            .unwrap_or_else(|_| panic!("fleet plans under the rate limit"));
-        let wall = start.elapsed();
-        assert!(planned.plan.is_empty(), "the seeded fleet has no changes");
+        let m = measure(&rt, dir.path(), &settings, &throttled);
         let counters = throttled.counters();
         let answered = counters.total - counters.rate_limited;
         let floor = floor_requests.saturating_sub(u64::from(rpm)) as f64 * 60.0 / f64::from(rpm);
         println!(
-            "no-change plan of the same fleet, rate limit {rpm} requests/min per token (burst {rpm}):"
+            "no-change plan of {projects} projects, rate limit {rpm} requests/min per token (burst {rpm}):"
         );
-        println!("  wall time      {:.2} s", wall.as_secs_f64());
+        println!("  wall time      {:.2} s (CPU {:.2} s)", m.wall, m.cpu);
         println!(
-            "  requests       {answered} answered (minimum {floor_requests}), {} refused with 429",
-            counters.rate_limited
+            "  requests       {answered} answered (minimum {floor_requests}), {} refused with 429 ({:.2} %)",
+            counters.rate_limited,
+            counters.rate_limited as f64 * 100.0 / counters.total.max(1) as f64
         );
         println!("  floor          {floor:.2} s (requests beyond the burst at {rpm}/min)");
         if floor > 0.0 {
-            println!("  ratio to floor {:.2}", wall.as_secs_f64() / floor);
+            println!("  ratio to floor {:.2}", m.wall / floor);
         }
-        rt.block_on(throttled.shutdown()).unwrap();
+        emu_rt.block_on(throttled.shutdown()).unwrap();
     }
-    rt.block_on(emu.shutdown()).unwrap();
+    emu_rt.block_on(emu.shutdown()).unwrap();
 }

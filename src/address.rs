@@ -48,6 +48,17 @@ pub enum Scope {
 }
 
 impl Address {
+    /// The path of the GitLab project a project child (member, protected branch, variable)
+    /// belongs to.
+    pub fn project(&self) -> Option<&str> {
+        match self {
+            Self::Member { project, .. }
+            | Self::ProtectedBranch { project, .. }
+            | Self::Variable { project, .. } => Some(project),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Self::User { .. } => "gitlab.user",

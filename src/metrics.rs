@@ -26,6 +26,14 @@ pub fn describe() {
         "API request attempts that failed (connection, 429, 5xx), by provider"
     );
     describe_counter!(
+        "reconcile_api_retries_total",
+        "API request attempts after the first of their request, by provider"
+    );
+    describe_counter!(
+        "reconcile_api_throttled_total",
+        "API responses 429 (rate limited), by provider"
+    );
+    describe_counter!(
         "reconcile_notifications_total",
         "Webhook notifications, by outcome"
     );
@@ -47,4 +55,12 @@ pub fn api_request(provider: &'static str) {
 
 pub fn api_error(provider: &'static str) {
     counter!("reconcile_api_errors_total", "provider" => provider).increment(1);
+}
+
+pub fn api_retry(provider: &'static str) {
+    counter!("reconcile_api_retries_total", "provider" => provider).increment(1);
+}
+
+pub fn api_throttled(provider: &'static str) {
+    counter!("reconcile_api_throttled_total", "provider" => provider).increment(1);
 }

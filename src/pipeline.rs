@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use crate::address::Address;
 use crate::approve::{GitlabUser, VerifiedAuthor};
+use crate::daemon::watch::{Dirty, Reads, Watch};
 use crate::graph::Graph;
 use crate::live::{Desired, LiveState};
 use crate::plan::{self, Author, AuthorVia, CiOrigin, GateChange, Plan};
@@ -630,6 +632,46 @@ impl Planned {
 pub async fn plan(dir: &Path, settings: &Settings) -> Result<Planned, PipelineError> {
     let prepared = prepare(dir, settings).await?;
     let live = prepared.providers.observe(&prepared.desired).await;
+    finish(prepared, live, settings).await
+}
+
+/// [`plan`] with GitLab observed by the daemon's [`Watch`] (what may have changed since its
+/// last cycle) instead of in full. `dirty` is taken once the desired state has loaded.
+pub async fn plan_watched(
+    dir: &Path,
+    settings: &Settings,
+    watch: &mut Watch,
+    dirty: &std::sync::Mutex<Dirty>,
+) -> Result<(Planned, Reads), PipelineError> {
+    let prepared = prepare(dir, settings).await?;
+    let Some(gitlab) = prepared.gitlab.clone() else {
+        let live = prepared.providers.observe(&prepared.desired).await;
+        return Ok((finish(prepared, live, settings).await?, Reads::default()));
+    };
+    let is_gitlab = |a: &Address| crate::providers::Provider::owns(gitlab.as_ref(), a);
+    let mine: Vec<&Desired> = prepared
+        .desired
+        .iter()
+        .filter(|d| is_gitlab(&d.address))
+        .collect();
+    let taken = std::mem::take(&mut *dirty.lock().expect("not poisoned"));
+    let (mut live, (gitlab_live, reads)) = tokio::join!(
+        prepared
+            .providers
+            .observe_except(&prepared.desired, &is_gitlab),
+        watch.observe(&gitlab, &mine, taken, tokio::time::Instant::now()),
+    );
+    live.objects.extend(gitlab_live.objects);
+    live.unmanaged.extend(gitlab_live.unmanaged);
+    Ok((finish(prepared, live, settings).await?, reads))
+}
+
+/// Plans from what was observed, checks the promotion rule and stamps the author.
+async fn finish(
+    prepared: Prepared,
+    live: LiveState,
+    settings: &Settings,
+) -> Result<Planned, PipelineError> {
     let mut planned = prepared.plan(live, settings);
     planned.check_promotion().await;
     // The author is named whenever it is known for free (preflight, CI) and otherwise asked

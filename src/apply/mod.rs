@@ -110,6 +110,21 @@ impl ApplyReport {
     }
 }
 
+/// The desired resources of a run, by address (looked up once per step).
+struct Wanted<'a> {
+    all: &'a [Desired],
+    by_address: std::collections::HashMap<&'a Address, &'a Desired>,
+}
+
+impl<'a> Wanted<'a> {
+    fn new(desired: &'a [Desired]) -> Self {
+        Self {
+            all: desired,
+            by_address: desired.iter().map(|d| (&d.address, d)).collect(),
+        }
+    }
+}
+
 /// Why a step is not started once a shutdown was requested.
 pub const STOPPED: &str = "not started: shutdown requested";
 
@@ -119,7 +134,7 @@ async fn execute(
     providers: &Providers,
     journal: Option<&Journal>,
     stop: Option<&CancellationToken>,
-    desired: &[Desired],
+    desired: &Wanted<'_>,
     step: &Step,
 ) -> Outcome {
     if stop.is_some_and(|s| s.is_cancelled()) {
@@ -130,13 +145,13 @@ async fn execute(
     {
         return Outcome::Failed(format!("cannot write the journal, step not run: {e}"));
     }
-    let wanted = desired.iter().find(|d| d.address == step.address);
+    let wanted = desired.by_address.get(&step.address).copied();
     let outcome = match providers.apply(step, wanted).await {
         Ok(()) => Outcome::Applied,
         // An error from GitLab or AWS may hide a write that happened (a 500 after the change,
         // a lost response): read the resource back before calling the step failed.
         Err(e @ crate::providers::StepError::Api { .. }) => {
-            if read_back_matches(providers, desired, step).await {
+            if read_back_matches(providers, desired.all, step).await {
                 tracing::info!(address = %step.address, error = %e, "The write happened despite the error: read back as wanted");
                 Outcome::Applied
             } else {
@@ -196,6 +211,8 @@ pub async fn run<'a>(
     on_step: &(dyn Fn(&Step, &Outcome) + Sync),
 ) -> ApplyReport {
     let plan = approved.plan();
+    let wanted = Wanted::new(desired);
+    let wanted = &wanted;
     let execute = |step: &'a Step| {
         let done = approved.is_done(&step.address);
         async move {
@@ -204,7 +221,7 @@ pub async fn run<'a>(
                 record(journal, step, &outcome);
                 outcome
             } else {
-                execute(providers, journal, stop, desired, step).await
+                execute(providers, journal, stop, wanted, step).await
             }
         }
     };
@@ -277,11 +294,10 @@ pub async fn run<'a>(
     // Convergence: read the touched resources again; they must show no diff.
     let touched: Vec<Address> = plan.steps.iter().map(|s| s.address.clone()).collect();
     if !touched.is_empty() && !stop.is_some_and(|s| s.is_cancelled()) {
-        let live = providers.observe_only(desired, &touched).await;
-        let wanted: Vec<Desired> = desired
+        let live = providers.observe_only(wanted.all, &touched).await;
+        let wanted: Vec<Desired> = touched
             .iter()
-            .filter(|d| touched.contains(&d.address))
-            .cloned()
+            .filter_map(|a| wanted.by_address.get(a).map(|d| (*d).clone()))
             .collect();
         let prune: plan::Prune = plan
             .steps

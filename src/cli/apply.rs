@@ -175,7 +175,7 @@ pub fn run(args: &ApplyArgs) -> Exit {
             Ok(_) => {}
             Err(e) => eprintln!("warning: {e}"),
         }
-        eprintln!("API requests: {}", providers.requests());
+        eprintln!("API requests: {}", providers.traffic());
         let exit = exit_code(&report);
         let outcome = match exit {
             Exit::Ok => "applied",

@@ -41,6 +41,15 @@ pub struct DaemonArgs {
     /// Run one cycle and exit: 0 converged, 2 plans held for approval, 1 failure.
     #[arg(long)]
     pub once: bool,
+    /// Longest time until a drift that neither GitLab's system hooks nor its project inventory
+    /// reveal (CI/CD variables, protected branches) is seen: each cycle reads
+    /// `projects × interval ÷ sweep period` projects in turn. `0s` reads everything every cycle.
+    #[arg(long, env = "RECONCILE_SWEEP_PERIOD", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub sweep_period: Duration,
+    /// URL GitLab's system hook calls (default `http://<listen>/hooks/gitlab`); the hook is
+    /// registered when `RECONCILE_HOOK_TOKEN` holds its secret token.
+    #[arg(long, env = "RECONCILE_HOOK_URL")]
+    pub hook_url: Option<String>,
     /// File holding the Slack-compatible webhook URL (else `RECONCILE_WEBHOOK_URL`).
     #[arg(long, env = "RECONCILE_WEBHOOK_URL_FILE")]
     pub webhook_url_file: Option<PathBuf>,
@@ -99,6 +108,12 @@ pub fn run(args: &DaemonArgs) -> Exit {
         state_dir,
         webhook,
         settings,
+        sweep_period: args.sweep_period,
+        hook_token: std::env::var("RECONCILE_HOOK_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(SecretValue::new),
+        hook_url: args.hook_url.clone(),
     };
     match super::runtime().block_on(daemon::run(options)) {
         Ok(0) => Exit::Ok,

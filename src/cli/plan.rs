@@ -80,7 +80,7 @@ pub fn run(args: &PlanArgs) -> Exit {
             );
         }
     }
-    eprintln!("API requests: {}", planned.providers.requests());
+    eprintln!("API requests: {}", planned.providers.traffic());
     exit_code(&planned)
 }
 

@@ -29,6 +29,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/plans", get(plans))
         .route("/api/plans/{hash}", get(plan))
         .route("/api/plans/{hash}/approve", post(approve))
+        .route("/hooks/gitlab", post(system_hook))
         .with_state(shared)
 }
 
@@ -80,6 +81,46 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(body)).into_response()
+}
+
+/// GitLab's system hook: checks `X-Gitlab-Token` (constant time), then marks what the event
+/// names for the next cycle to read and wakes the loop. The body is read only after the token
+/// matched, and at most 64 KiB of it.
+async fn system_hook(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let Some(expected) = &shared.hook_token else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "system hooks are not enabled (set RECONCILE_HOOK_TOKEN)",
+        );
+    };
+    let given = headers
+        .get("x-gitlab-token")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        given,
+        expected.expose().as_bytes(),
+    )) {
+        return error(StatusCode::UNAUTHORIZED, "wrong or missing X-Gitlab-Token");
+    }
+    let bytes = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return error(StatusCode::PAYLOAD_TOO_LARGE, "hook body over 64 KiB"),
+    };
+    let Ok(event) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return error(StatusCode::BAD_REQUEST, "hook body is not JSON");
+    };
+    tracing::debug!(
+        event = event["event_name"].as_str().unwrap_or_default(),
+        "System hook"
+    );
+    shared.dirty.lock().unwrap().hook(&event);
+    shared.hooked.notify_one();
+    (StatusCode::OK, Json(json!({"accepted": true}))).into_response()
 }
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> Response {

@@ -16,6 +16,7 @@ pub mod held;
 pub mod http;
 pub mod notify;
 pub mod source;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +55,14 @@ pub struct Options {
     pub state_dir: PathBuf,
     pub webhook: Option<SecretValue>,
     pub settings: Settings,
+    /// Longest time until a drift no hook or inventory reveals is read (0: read everything
+    /// every cycle).
+    pub sweep_period: Duration,
+    /// Secret token of GitLab's system hook; with it the daemon registers the hook and accepts
+    /// its events at `/hooks/gitlab`.
+    pub hook_token: Option<SecretValue>,
+    /// URL GitLab calls (default: `http://<listen address>/hooks/gitlab`).
+    pub hook_url: Option<String>,
 }
 
 /// How a cycle ended, for `--once`, metrics and scheduling.
@@ -123,6 +132,12 @@ pub struct Shared {
     pub interval: Duration,
     /// The bound address of the HTTP endpoints.
     pub listen: Option<SocketAddr>,
+    /// What system hooks and the daemon's writes say may have changed since the last cycle.
+    pub dirty: Mutex<watch::Dirty>,
+    /// The system hook's secret token (hooks are refused without one).
+    pub hook_token: Option<SecretValue>,
+    /// Wakes the loop (a system hook arrived).
+    pub hooked: tokio::sync::Notify,
 }
 
 /// Runs the daemon until shutdown (or one cycle with `--once`). Exit: 0 converged, 2 plans
@@ -158,6 +173,9 @@ pub async fn run(options: Options) -> Result<u8, String> {
         wake: tokio::sync::Notify::new(),
         interval: options.interval,
         listen: bound,
+        dirty: Mutex::new(watch::Dirty::default()),
+        hook_token: options.hook_token.clone(),
+        hooked: tokio::sync::Notify::new(),
     });
     let stop = CancellationToken::new();
     tokio::spawn(signals(stop.clone()));
@@ -182,6 +200,7 @@ pub async fn run(options: Options) -> Result<u8, String> {
             .min_backoff
             .max(Duration::from_millis(50)),
     );
+    let sweep_period = options.sweep_period;
     let mut daemon = Daemon {
         options,
         shared,
@@ -192,6 +211,8 @@ pub async fn run(options: Options) -> Result<u8, String> {
         reported: BTreeMap::new(),
         last_error: None,
         differing: Default::default(),
+        watch: tokio::sync::Mutex::new(watch::Watch::new(sweep_period)),
+        hook_registered: false,
     };
     let code = daemon.run_loop().await;
     stop.cancel();
@@ -233,6 +254,9 @@ struct Daemon {
     last_error: Option<String>,
     /// Addresses that differed in the last planned cycle.
     differing: std::collections::BTreeSet<crate::address::Address>,
+    /// What GitLab looked like, between cycles.
+    watch: tokio::sync::Mutex<watch::Watch>,
+    hook_registered: bool,
 }
 
 /// What one cycle did.
@@ -359,6 +383,7 @@ impl Daemon {
             _ = tokio::time::sleep(delay) => "interval",
             _ = changed => "desired state changed",
             _ = self.shared.wake.notified() => "plan approved",
+            _ = self.shared.hooked.notified() => "GitLab system hook",
             _ = self.stop.cancelled() => "shutdown",
         }
     }
@@ -391,6 +416,7 @@ impl Daemon {
             }
         };
         cycle.revision = Some(planned.plan.revision.clone());
+        self.register_hook(&planned).await;
         let config = planned.state.config.clone();
         let gates =
             Gates::for_state(&planned.state, &planned.trusted).at_least(&held_scopes(&config), 1);
@@ -501,6 +527,14 @@ impl Daemon {
             .await;
         to_apply.extend(approved.into_iter().map(|(a, h)| (a, Some(h))));
         if !to_apply.is_empty() {
+            {
+                let mut dirty = self.shared.dirty.lock().unwrap();
+                for (approved, _) in &to_apply {
+                    for step in &approved.plan().steps {
+                        dirty.wrote(&step.address);
+                    }
+                }
+            }
             let report = self.apply(&planned, &to_apply, &mut cycle).await;
             if let Some(report) = report {
                 let held: Vec<held::HeldPlan> =
@@ -518,6 +552,30 @@ impl Daemon {
         cycle
     }
 
+    /// Registers GitLab's system hook once (when a hook token is set).
+    async fn register_hook(&mut self, planned: &Planned) {
+        if self.hook_registered {
+            return;
+        }
+        let (Some(token), Some(gitlab)) = (&self.options.hook_token, &planned.gitlab) else {
+            return;
+        };
+        let url = match (&self.options.hook_url, self.shared.listen) {
+            (Some(url), _) => url.clone(),
+            (None, Some(bound)) => format!("http://{bound}/hooks/gitlab"),
+            (None, None) => return,
+        };
+        match gitlab.register_system_hook(&url, token).await {
+            Ok(()) => {
+                tracing::info!(url, "GitLab system hook registered");
+                self.hook_registered = true;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot register the GitLab system hook: drift is seen by the inventory and the sweep only")
+            }
+        }
+    }
+
     async fn plan(&self) -> Result<Planned, String> {
         let dir = self
             .options
@@ -525,8 +583,18 @@ impl Daemon {
             .sync()
             .await
             .map_err(|e| e.to_string())?;
-        pipeline::plan(&dir, &self.options.settings)
+        let mut watch = self.watch.lock().await;
+        pipeline::plan_watched(&dir, &self.options.settings, &mut watch, &self.shared.dirty)
             .await
+            .map(|(planned, reads)| {
+                tracing::info!(
+                    full = reads.full,
+                    projects = reads.projects,
+                    users = reads.users,
+                    "Observed GitLab"
+                );
+                planned
+            })
             .map_err(|e| match e {
                 PipelineError::Spec(errors) => {
                     let mut out = codespan_reporting::term::termcolor::Buffer::no_color();

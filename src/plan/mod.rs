@@ -634,15 +634,17 @@ pub fn compute(
 
     // Order: apply waves (dependencies first), deletes last; record in-plan dependencies.
     let mut ordered = Vec::with_capacity(steps.len());
+    let mut placed: BTreeSet<Address> = BTreeSet::new();
     for wave in graph.apply_order() {
         for address in wave {
             if let Some(mut step) = steps.remove(address) {
                 step.depends_on = graph
                     .dependencies(address)
                     .into_iter()
-                    .filter(|a| ordered_contains(&ordered, a))
+                    .filter(|a| placed.contains(*a))
                     .cloned()
                     .collect();
+                placed.insert(address.clone());
                 ordered.push(step);
             }
         }
@@ -665,10 +667,6 @@ pub fn compute(
         policies: Vec::new(),
         overrides: Vec::new(),
     }
-}
-
-fn ordered_contains(steps: &[Step], address: &Address) -> bool {
-    steps.iter().any(|s| &s.address == address)
 }
 
 /// The address of the collection owner of a child object (its project).

@@ -8,7 +8,9 @@ pub mod aws;
 pub mod gitlab;
 
 use async_trait::async_trait;
+
 use futures::future::join_all;
+pub use gitlab::Traffic;
 
 use crate::address::Address;
 use crate::live::{Desired, LiveState};
@@ -37,10 +39,10 @@ pub trait Provider: Send + Sync {
     fn owns(&self, address: &Address) -> bool;
 
     /// Reads the live state of every desired resource it owns (failed reads are Unknown).
-    async fn observe(&self, desired: &[Desired]) -> LiveState;
+    async fn observe(&self, desired: &[&Desired]) -> LiveState;
 
     /// Reads the given addresses again (apply preconditions, convergence check).
-    async fn observe_only(&self, desired: &[Desired], addresses: &[Address]) -> LiveState;
+    async fn observe_only(&self, desired: &[&Desired], addresses: &[Address]) -> LiveState;
 
     /// Applies one step; safe to run twice.
     async fn apply(&self, step: &Step, desired: Option<&Desired>) -> Result<(), StepError>;
@@ -50,6 +52,14 @@ pub trait Provider: Send + Sync {
 
     /// API requests sent so far.
     fn requests(&self) -> u64;
+
+    /// Requests, retries and 429s so far.
+    fn traffic(&self) -> Traffic {
+        Traffic {
+            requests: self.requests(),
+            ..Traffic::default()
+        }
+    }
 }
 
 /// A shared provider (the pipeline keeps a handle on the AWS provider for the promotion rule).
@@ -59,11 +69,11 @@ impl<P: Provider + ?Sized> Provider for std::sync::Arc<P> {
         (**self).owns(address)
     }
 
-    async fn observe(&self, desired: &[Desired]) -> LiveState {
+    async fn observe(&self, desired: &[&Desired]) -> LiveState {
         (**self).observe(desired).await
     }
 
-    async fn observe_only(&self, desired: &[Desired], addresses: &[Address]) -> LiveState {
+    async fn observe_only(&self, desired: &[&Desired], addresses: &[Address]) -> LiveState {
         (**self).observe_only(desired, addresses).await
     }
 
@@ -77,6 +87,10 @@ impl<P: Provider + ?Sized> Provider for std::sync::Arc<P> {
 
     fn requests(&self) -> u64 {
         (**self).requests()
+    }
+
+    fn traffic(&self) -> Traffic {
+        (**self).traffic()
     }
 }
 
@@ -99,13 +113,27 @@ impl Providers {
     }
 
     pub async fn observe(&self, desired: &[Desired]) -> LiveState {
+        self.observe_except(desired, &|_| false).await
+    }
+
+    /// [`Self::observe`] of the resources `skip` leaves (a provider left nothing reads nothing).
+    pub async fn observe_except(
+        &self,
+        desired: &[Desired],
+        skip: &(dyn Fn(&Address) -> bool + Sync),
+    ) -> LiveState {
         let parts = join_all(self.list.iter().map(|p| {
-            let mine: Vec<Desired> = desired
+            let mine: Vec<&Desired> = desired
                 .iter()
-                .filter(|d| p.owns(&d.address))
-                .cloned()
+                .filter(|d| p.owns(&d.address) && !skip(&d.address))
                 .collect();
-            async move { p.observe(&mine).await }
+            async move {
+                if mine.is_empty() {
+                    LiveState::default()
+                } else {
+                    p.observe(&mine).await
+                }
+            }
         }))
         .await;
         merge(parts)
@@ -118,7 +146,9 @@ impl Providers {
                 if mine.is_empty() {
                     LiveState::default()
                 } else {
-                    p.observe_only(desired, &mine).await
+                    let theirs: Vec<&Desired> =
+                        desired.iter().filter(|d| p.owns(&d.address)).collect();
+                    p.observe_only(&theirs, &mine).await
                 }
             }
         }))
@@ -135,6 +165,14 @@ impl Providers {
 
     pub fn replace_note(&self, address: &Address) -> Option<String> {
         self.owner(address).and_then(|p| p.replace_note(address))
+    }
+
+    /// Requests, retries and 429s of every provider.
+    pub fn traffic(&self) -> Traffic {
+        self.list
+            .iter()
+            .map(|p| p.traffic())
+            .fold(Traffic::default(), |a, b| a + b)
     }
 
     pub fn requests(&self) -> u64 {

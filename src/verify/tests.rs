@@ -23,10 +23,10 @@ impl Provider for FakeProvider {
     fn owns(&self, _: &Address) -> bool {
         true
     }
-    async fn observe(&self, _: &[Desired]) -> LiveState {
+    async fn observe(&self, _: &[&Desired]) -> LiveState {
         unreachable!("verify reads only what the plan touches")
     }
-    async fn observe_only(&self, _: &[Desired], addresses: &[Address]) -> LiveState {
+    async fn observe_only(&self, _: &[&Desired], addresses: &[Address]) -> LiveState {
         *self.reads.lock().unwrap() += 1;
         let live = self.live.lock().unwrap();
         LiveState {

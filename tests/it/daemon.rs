@@ -39,13 +39,176 @@ fn converge(gitlab: &Gitlab, dir: &Path) {
     );
 }
 
+/// A daemon that reads everything every cycle (`--sweep-period 0s`), as these tests of what it
+/// does with a difference expect; [`watched`] tests what it reads.
 fn daemon(gitlab: &Gitlab, dir: &Path, interval: &str, env: &[(&str, String)]) -> Daemon {
     let cmd = gitlab.command(
         dir,
-        &["daemon", "--interval", interval, "--listen", "127.0.0.1:0"],
+        &[
+            "daemon",
+            "--interval",
+            interval,
+            "--listen",
+            "127.0.0.1:0",
+            "--sweep-period",
+            "0s",
+        ],
         env,
     );
     Daemon::start(cmd)
+}
+
+/// A daemon with incremental observation: a sweep period, and GitLab's system hook if `hooks`.
+fn watched(gitlab: &Gitlab, dir: &Path, sweep: &str, hooks: bool) -> Daemon {
+    let env = if hooks {
+        vec![("RECONCILE_HOOK_TOKEN", HOOK_TOKEN.to_string())]
+    } else {
+        vec![]
+    };
+    let cmd = gitlab.command(
+        dir,
+        &[
+            "daemon",
+            "--interval",
+            "300ms",
+            "--listen",
+            "127.0.0.1:0",
+            "--sweep-period",
+            sweep,
+        ],
+        &env,
+    );
+    Daemon::start(cmd)
+}
+
+const HOOK_TOKEN: &str = "hook-token-for-tests";
+
+fn variable(gitlab: &Gitlab) -> String {
+    let (_, v) = gitlab.api("GET", "projects/root%2Fapp/variables/REGION", None);
+    v["value"].as_str().unwrap_or_default().to_string()
+}
+
+fn set_variable(gitlab: &Gitlab, value: &str) {
+    let (status, _) = gitlab.api(
+        "PUT",
+        "projects/root%2Fapp/variables/REGION",
+        Some(json!({ "value": value })),
+    );
+    assert_eq!(status, 200);
+}
+
+/// Between sweeps a no-change cycle sends preflight and the two inventory requests only. A
+/// variable changed live is seen by neither the inventory nor a hook: with a sweep period of an
+/// hour it stays (the documented bound). A project setting changed live is found by the
+/// inventory and corrected, and the project is read whole (the variable too). A member changed
+/// live is found through GitLab's system hook. A daemon sweeping every 2 s corrects a variable
+/// (positive control of the sweep).
+#[test]
+fn between_sweeps_a_cycle_reads_only_what_may_have_changed() {
+    let (gitlab, dir) = world("correct", "");
+    converge(&gitlab, dir.path());
+    let d = watched(&gitlab, dir.path(), "1h", false);
+    d.wait_cycles(2);
+    gitlab.reset_counters();
+    d.wait_cycles(3);
+    let counters = gitlab.counters();
+    let routes: Vec<&str> = counters.by_route.keys().map(String::as_str).collect();
+    assert_eq!(
+        routes,
+        [
+            "GET /api/v4/personal_access_tokens/self",
+            "GET /api/v4/projects",
+            "GET /api/v4/user",
+            "GET /api/v4/users",
+            "GET /api/v4/version",
+        ],
+        "only preflight and the inventory:\n{}",
+        d.log()
+    );
+    for (route, n) in &counters.by_route {
+        assert!((2..=5).contains(n), "{route}: {n} in about 3 cycles");
+    }
+
+    set_variable(&gitlab, "eu-west-1");
+    d.wait_cycles(3);
+    assert_eq!(variable(&gitlab), "eu-west-1", "not seen before the sweep");
+    let (status, _) = gitlab.api(
+        "PUT",
+        "projects/root%2Fapp",
+        Some(json!({"description": "changed live"})),
+    );
+    assert_eq!(status, 200);
+    d.wait(
+        "the inventory finds the project",
+        Duration::from_secs(20),
+        |_| gitlab.api("GET", "projects/root%2Fapp", None).1["description"] == "The app",
+    );
+    assert_eq!(variable(&gitlab), "us-east-1", "the project was read whole");
+    drop(d);
+
+    let d = watched(&gitlab, dir.path(), "1h", true);
+    d.wait_cycles(2);
+    let (_, hooks) = gitlab.api("GET", "hooks", None);
+    assert_eq!(
+        hooks.as_array().map(Vec::len),
+        Some(1),
+        "{hooks}\n{}",
+        d.log()
+    );
+    let (_, dev2) = gitlab.api("GET", "users?username=dev2", None);
+    let dev2 = dev2[0]["id"].as_u64().unwrap();
+    let (status, _) = gitlab.api(
+        "PUT",
+        &format!("projects/root%2Fapp/members/{dev2}"),
+        Some(json!({"access_level": 40})),
+    );
+    assert_eq!(status, 200);
+    d.wait(
+        "the hook names the member's project",
+        Duration::from_secs(20),
+        |_| {
+            gitlab
+                .api("GET", &format!("projects/root%2Fapp/members/{dev2}"), None)
+                .1["access_level"]
+                == 20
+        },
+    );
+    assert!(d.log().contains("GitLab system hook"), "{}", d.log());
+    drop(d);
+
+    let d = watched(&gitlab, dir.path(), "2s", false);
+    d.wait_cycles(2);
+    set_variable(&gitlab, "eu-west-1");
+    d.wait(
+        "the sweep corrects the variable",
+        Duration::from_secs(20),
+        |_| variable(&gitlab) == "us-east-1",
+    );
+}
+
+/// The hook endpoint takes GitLab's token only; without a token configured it is off.
+#[test]
+fn the_system_hook_endpoint_checks_its_token() {
+    let (gitlab, dir) = world("report", "");
+    converge(&gitlab, dir.path());
+    let d = watched(&gitlab, dir.path(), "1h", true);
+    d.wait_cycles(1);
+    let event = r#"{"event_name":"project_update","path_with_namespace":"root/app"}"#;
+    assert_eq!(d.hook(event, None), 401);
+    assert_eq!(d.hook(event, Some("wrong")), 401);
+    assert_eq!(
+        d.hook(event, Some(HOOK_TOKEN)),
+        200,
+        "the right token is accepted"
+    );
+    drop(d);
+    let d = daemon(&gitlab, dir.path(), "1h", &[]);
+    d.wait_cycles(1);
+    assert_eq!(
+        d.hook(event, Some(HOOK_TOKEN)),
+        404,
+        "no hook token, no hook endpoint"
+    );
 }
 
 fn force_push(gitlab: &Gitlab) -> bool {

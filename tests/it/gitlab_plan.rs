@@ -366,6 +366,9 @@ fn faults_converge_without_duplicates() {
             rate_limited_rate: 0.05,
             write_then_500_rate: 0.1,
             retry_after_secs: 0,
+            // 429s that name no limit (like GitLab's per-endpoint limits): paced from what was
+            // answered, not at the 600/min a Rack::Attack 429 would name.
+            omit_rate_limit_headers: true,
             ..Default::default()
         });
         let mut converged = false;
@@ -573,4 +576,54 @@ projects:
     assert_eq!(applied.status.code(), Some(0), "{}", text(&applied.stdout));
     s.assert_no_changes();
     assert_eq!(levels("scratch"), [("dev1".to_string(), 50)]);
+}
+
+/// A GitLab that answers 429 to everything: the request gives up after its attempts (6), and
+/// the run ends with one line that says so; a `Retry-After` beyond the retry budget fails at
+/// once. Positive control: the same 429s on a quarter of the requests are retried, the plan
+/// completes, and the summary counts the retries and 429s the emulator sent.
+#[test]
+fn a_rate_limit_is_retried_within_its_cap_and_counted() {
+    let gitlab = Gitlab::start();
+    let dir = desired_state(&[("reconcile.yaml", CONFIG), ("gitlab.yaml", &fixture(false))]);
+    let limited = |rate: f64, retry_after_secs: u64| gitlab_emulator::Faults {
+        seed: 7,
+        rate_limited_rate: rate,
+        retry_after_secs,
+        ..Default::default()
+    };
+
+    gitlab.set_faults(limited(1.0, 1));
+    gitlab.reset_counters();
+    let out = gitlab.reconcile(dir.path(), &["plan"], &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("429"), "{stderr}");
+    assert_eq!(stderr.matches("error:").count(), 1, "one line: {stderr}");
+    assert_eq!(gitlab.counters().total, 6, "6 attempts, then it stops");
+
+    gitlab.set_faults(limited(1.0, 3600));
+    gitlab.reset_counters();
+    let out = gitlab.reconcile(dir.path(), &["plan"], &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("asks to wait 3600 s more, beyond the retry budget of 180 s"),
+        "{stderr}"
+    );
+    assert_eq!(gitlab.counters().total, 1, "no wait of an hour");
+
+    gitlab.set_faults(limited(0.25, 1));
+    gitlab.reset_counters();
+    let out = gitlab.reconcile(dir.path(), &["plan"], &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "changes to make: {stderr}");
+    let counters = gitlab.counters();
+    let refused = counters.faults.get("rate_limited").copied().unwrap_or(0);
+    assert!(refused > 0, "the fault fired");
+    let summary = format!(
+        "API requests: {} ({refused} retried, {refused} refused by a rate limit)",
+        counters.total
+    );
+    assert!(stderr.contains(&summary), "{summary} in\n{stderr}");
 }

@@ -441,7 +441,7 @@ impl Aws {
     }
 
     /// Reads the live state of the given desired AWS resources.
-    async fn read(&self, desired: &[Desired]) -> LiveState {
+    async fn read(&self, desired: &[&Desired]) -> LiveState {
         let mut live = LiveState::default();
         {
             let st = self.state.lock().expect("not poisoned");
@@ -459,6 +459,7 @@ impl Aws {
         // Services: DescribeServices in chunks of 10 per cluster, concurrently.
         let services: Vec<(&Desired, String, String)> = desired
             .iter()
+            .copied()
             .filter(|d| matches!(d.address, Address::Service { .. }))
             .map(|d| {
                 (
@@ -1107,20 +1108,20 @@ impl Provider for Aws {
         address.system() == "aws"
     }
 
-    async fn observe(&self, desired: &[Desired]) -> LiveState {
+    async fn observe(&self, desired: &[&Desired]) -> LiveState {
         self.read(desired).await
     }
 
-    async fn observe_only(&self, desired: &[Desired], addresses: &[Address]) -> LiveState {
+    async fn observe_only(&self, desired: &[&Desired], addresses: &[Address]) -> LiveState {
         // A task definition is read through its service.
-        let wanted: Vec<Desired> = desired
+        let wanted: Vec<&Desired> = desired
             .iter()
+            .copied()
             .filter(|d| {
                 addresses.contains(&d.address)
                     || matches!(&d.address, Address::Service { env, service }
                         if addresses.contains(&Address::TaskDefinition { env: env.clone(), service: service.clone() }))
             })
-            .cloned()
             .collect();
         let mut live = self.read(&wanted).await;
         live.objects.retain(|a, _| addresses.contains(a));

@@ -80,3 +80,56 @@ impl Endpoint for PatchProtectedBranch {
         params.into_body()
     }
 }
+
+/// `GET /hooks` (system hooks; administrators only).
+pub struct SystemHooks;
+
+impl Endpoint for SystemHooks {
+    fn method(&self) -> Method {
+        Method::GET
+    }
+
+    fn endpoint(&self) -> Cow<'static, str> {
+        "hooks".into()
+    }
+}
+
+impl gitlab::api::Pageable for SystemHooks {}
+
+/// `POST /hooks`, or `PUT /hooks/:id` with `id`: a system hook for repository-independent
+/// events (projects, members, users) only, with its secret token.
+pub struct SaveSystemHook<'a> {
+    pub id: Option<u64>,
+    pub url: &'a str,
+    pub token: &'a str,
+}
+
+impl Endpoint for SaveSystemHook<'_> {
+    fn method(&self) -> Method {
+        if self.id.is_some() {
+            Method::PUT
+        } else {
+            Method::POST
+        }
+    }
+
+    fn endpoint(&self) -> Cow<'static, str> {
+        match self.id {
+            Some(id) => format!("hooks/{id}").into(),
+            None => "hooks".into(),
+        }
+    }
+
+    fn body(&self) -> Result<Option<(&'static str, Vec<u8>)>, BodyError> {
+        let mut params = FormParams::default();
+        params
+            .push("url", self.url)
+            .push("token", self.token)
+            .push("push_events", false)
+            .push("tag_push_events", false)
+            .push("merge_requests_events", false)
+            .push("repository_update_events", false)
+            .push("enable_ssl_verification", true);
+        params.into_body()
+    }
+}

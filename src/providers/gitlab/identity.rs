@@ -40,6 +40,9 @@ pub async fn preflight(client: &GitlabClient, needs: Needs) -> Result<Identity, 
         TransportError::Connection { reason, .. } => {
             format!("cannot reach GitLab at {base}: {reason} (check GITLAB_URL)")
         }
+        other @ TransportError::OverBudget { .. } => {
+            format!("GitLab at {base} asks this client to slow down: {other}")
+        }
         other => format!("cannot reach GitLab at {base}: {other}"),
     };
     let (status, body) = client.get_raw("version").await.map_err(unreachable)?;

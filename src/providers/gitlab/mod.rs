@@ -23,7 +23,7 @@ use gitlab::api::{self, ApiError, AsyncQuery};
 use http::StatusCode;
 use serde_json::Value as Json;
 
-pub use client::{Auth, ClientOptions, GitlabClient, TransportError};
+pub use client::{Auth, ClientOptions, GitlabClient, Traffic, TransportError};
 pub use variable::note_unknown_hidden;
 
 use crate::address::Address;
@@ -175,34 +175,47 @@ impl Gitlab {
         }
     }
 
-    /// Reads the live state of every desired GitLab resource.
-    pub async fn read(&self, desired: &[Desired]) -> LiveState {
+    /// Reads the live state of every desired GitLab resource. Linear in the fleet: the
+    /// desired children are grouped by project once.
+    pub async fn read(&self, desired: &[&Desired]) -> LiveState {
         let mut live = LiveState::default();
         let me = match self.identity.get() {
             Some(i) => Some(i.user.username.to_lowercase()),
             None => self.current_user().await,
         };
 
-        let mut usernames: Vec<String> = desired
+        let mut usernames: Vec<&str> = desired
             .iter()
             .filter_map(|d| match &d.address {
-                Address::User { username } => Some(username.clone()),
+                Address::User { username } => Some(username.as_str()),
                 _ => None,
             })
             .collect();
-        usernames.sort();
+        usernames.sort_unstable();
         usernames.dedup();
         for (address, observed) in self.observe_users(&usernames).await {
             live.objects.insert(address, observed);
         }
 
-        let projects: Vec<&Desired> = desired
-            .iter()
-            .filter(|d| matches!(d.address, Address::Project { .. }))
-            .collect();
+        // Projects in the order given, each with its desired children.
+        let mut projects: Vec<(&Desired, Vec<&Desired>)> = Vec::new();
+        let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for d in desired {
+            if let Address::Project { path } = &d.address {
+                at.insert(path, projects.len());
+                projects.push((d, Vec::new()));
+            }
+        }
+        for d in desired {
+            if let Some(project) = d.address.project()
+                && let Some(&i) = at.get(project)
+            {
+                projects[i].1.push(d);
+            }
+        }
         let reads = projects
             .iter()
-            .map(|p| self.observe_project(p, desired, me.as_deref()));
+            .map(|(p, children)| self.observe_project(p, children, me.as_deref()));
         for (objects, unmanaged) in join_all(reads).await {
             live.objects.extend(objects);
             live.unmanaged.extend(unmanaged);
@@ -211,38 +224,33 @@ impl Gitlab {
     }
 
     /// Re-reads the given addresses only (apply preconditions and the convergence check).
-    pub async fn read_only(&self, desired: &[Desired], addresses: &[Address]) -> LiveState {
-        let wanted: Vec<Desired> = desired
+    pub async fn read_only(&self, desired: &[&Desired], addresses: &[Address]) -> LiveState {
+        let addresses: std::collections::BTreeSet<&Address> = addresses.iter().collect();
+        let by_address: std::collections::HashMap<&Address, &Desired> =
+            desired.iter().map(|d| (&d.address, *d)).collect();
+        let mut all: Vec<&Desired> = addresses
             .iter()
-            .filter(|d| addresses.contains(&d.address))
-            .cloned()
+            .filter_map(|a| by_address.get(a).copied())
             .collect();
         // Children need their project's listing: observe the owning projects' collections.
-        let mut projects: Vec<Desired> = Vec::new();
-        for a in addresses {
-            let owner = crate::plan::graph_owner(a).unwrap_or_else(|| a.clone());
-            if matches!(owner, Address::Project { .. })
-                && !projects.iter().any(|p| p.address == owner)
-            {
-                let p = desired
-                    .iter()
-                    .find(|d| d.address == owner)
-                    .cloned()
-                    .unwrap_or_else(|| Desired {
-                        address: owner.clone(),
-                        fields: Default::default(),
-                        replace_on: &[],
-                        secrets: Default::default(),
-                    });
-                projects.push(p);
+        let owners: std::collections::BTreeSet<Address> = addresses
+            .iter()
+            .filter_map(|a| crate::plan::graph_owner(a))
+            .filter(|o| !addresses.contains(o))
+            .collect();
+        let mut placeholders = Vec::new();
+        for owner in owners {
+            match by_address.get(&owner) {
+                Some(d) => all.push(d),
+                None => placeholders.push(Desired {
+                    address: owner,
+                    fields: Default::default(),
+                    replace_on: &[],
+                    secrets: Default::default(),
+                }),
             }
         }
-        let mut all = wanted.clone();
-        for p in projects {
-            if !all.iter().any(|d| d.address == p.address) {
-                all.push(p);
-            }
-        }
+        all.extend(placeholders.iter());
         let full = self.read(&all).await;
         LiveState {
             objects: full
@@ -267,7 +275,7 @@ impl Gitlab {
             .and_then(|j| j["username"].as_str().map(str::to_lowercase))
     }
 
-    async fn observe_users(&self, usernames: &[String]) -> Vec<(Address, Observed)> {
+    async fn observe_users(&self, usernames: &[&str]) -> Vec<(Address, Observed)> {
         if usernames.len() > USER_LISTING_THRESHOLD {
             let endpoint = gitlab::api::users::Users::builder()
                 .build()
@@ -285,11 +293,11 @@ impl Gitlab {
                         .iter()
                         .map(|name| {
                             let observed = by_name
-                                .get(name)
+                                .get(*name)
                                 .map_or(Observed::Absent, |u| Observed::Present(user::live(u)));
                             (
                                 Address::User {
-                                    username: name.clone(),
+                                    username: (*name).to_string(),
                                 },
                                 observed,
                             )
@@ -301,7 +309,7 @@ impl Gitlab {
                     .map(|name| {
                         (
                             Address::User {
-                                username: name.clone(),
+                                username: (*name).to_string(),
                             },
                             Observed::Unknown(describe(&e)),
                         )
@@ -311,7 +319,7 @@ impl Gitlab {
         }
         let lookups = usernames.iter().map(|name| async move {
             let address = Address::User {
-                username: name.clone(),
+                username: (*name).to_string(),
             };
             (
                 address,
@@ -322,6 +330,32 @@ impl Gitlab {
             )
         });
         join_all(lookups).await
+    }
+
+    /// Registers (or updates) the system hook that tells the daemon what changed: one hook per
+    /// URL, its token set each time (GitLab never shows it back).
+    pub async fn register_system_hook(
+        &self,
+        url: &str,
+        token: &crate::secret::SecretValue,
+    ) -> Result<(), String> {
+        let hooks: Vec<Json> = api::paged(endpoints::SystemHooks, api::Pagination::All)
+            .query_async(&self.client)
+            .await
+            .map_err(|e| format!("cannot list GitLab's system hooks: {}", describe(&e)))?;
+        let id = hooks
+            .iter()
+            .find(|h| h["url"].as_str() == Some(url))
+            .and_then(|h| h["id"].as_u64());
+        let save = endpoints::SaveSystemHook {
+            id,
+            url,
+            token: token.expose(),
+        };
+        api::ignore(save)
+            .query_async(&self.client)
+            .await
+            .map_err(|e| format!("cannot register the system hook {url}: {}", describe(&e)))
     }
 
     /// `GET /users?username=` (case-insensitive in GitLab).
@@ -341,7 +375,7 @@ impl Gitlab {
     async fn observe_project(
         &self,
         project: &Desired,
-        desired: &[Desired],
+        children: &[&Desired],
         me: Option<&str>,
     ) -> (Vec<(Address, Observed)>, Vec<(Address, Live)>) {
         let Address::Project { path } = &project.address else {
@@ -353,10 +387,6 @@ impl Gitlab {
             protected_branch::read(&self.client, path),
             member::read(&self.client, path),
         );
-        let children: Vec<&Desired> = desired
-            .iter()
-            .filter(|d| crate::plan::graph_owner(&d.address).as_ref() == Some(&project.address))
-            .collect();
         let mut objects = Vec::new();
         let mut unmanaged = Vec::new();
         // The holder of the personal namespace the project lives in: GitLab made them an Owner
@@ -384,7 +414,7 @@ impl Gitlab {
                 "gitlab.variable",
                 vars.map(|list| {
                     list.iter()
-                        .map(|v| variable::live(path, v, desired, &self.key))
+                        .map(|v| variable::live(path, v, children, &self.key))
                         .collect()
                 }),
             ),
@@ -472,11 +502,11 @@ impl Provider for Gitlab {
         address.system() == "gitlab"
     }
 
-    async fn observe(&self, desired: &[Desired]) -> LiveState {
+    async fn observe(&self, desired: &[&Desired]) -> LiveState {
         self.read(desired).await
     }
 
-    async fn observe_only(&self, desired: &[Desired], addresses: &[Address]) -> LiveState {
+    async fn observe_only(&self, desired: &[&Desired], addresses: &[Address]) -> LiveState {
         self.read_only(desired, addresses).await
     }
 
@@ -491,6 +521,10 @@ impl Provider for Gitlab {
     fn requests(&self) -> u64 {
         self.client.requests()
     }
+
+    fn traffic(&self) -> Traffic {
+        self.client.traffic()
+    }
 }
 
 impl From<ApiErr> for StepError {
@@ -500,6 +534,11 @@ impl From<ApiErr> for StepError {
             message: describe(&e),
         }
     }
+}
+
+/// A user's live state from GitLab's user JSON (a lookup or a listing entry).
+pub fn user_live(j: &Json) -> Live {
+    user::live(j)
 }
 
 /// Reads the value of a field of the step's desired fields.

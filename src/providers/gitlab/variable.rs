@@ -115,7 +115,12 @@ fn split_marker(description: &str) -> (&str, Option<&str>) {
     }
 }
 
-pub fn live(project: &str, j: &Json, desired: &[Desired], key: &FingerprintKey) -> (Address, Live) {
+pub fn live(
+    project: &str,
+    j: &Json,
+    desired: &[&Desired],
+    key: &FingerprintKey,
+) -> (Address, Live) {
     let address = Address::Variable {
         project: project.into(),
         key: j["key"].as_str().unwrap_or_default().into(),

@@ -89,6 +89,22 @@ impl Daemon {
         })
     }
 
+    /// Status of a GitLab system hook delivery to `/hooks/gitlab` with `X-Gitlab-Token`.
+    pub fn hook(&self, event: &str, token: Option<&str>) -> u16 {
+        self.rt.block_on(async {
+            let mut req = self
+                .http
+                .post(format!("{}/hooks/gitlab", self.url))
+                .header("content-type", "application/json")
+                .header("x-gitlab-event", "System Hook")
+                .body(event.to_string());
+            if let Some(t) = token {
+                req = req.header("x-gitlab-token", t);
+            }
+            req.send().await.expect("daemon answers").status().as_u16()
+        })
+    }
+
     pub fn get_json(&self, path: &str) -> (u16, Value) {
         let (status, body) = self.request("GET", path, None);
         (status, serde_json::from_str(&body).unwrap_or(Value::Null))
