@@ -19,7 +19,7 @@ use crate::apply::{self, ApplyReport, Outcome};
 use crate::approve::{self, Directory, Gates};
 use crate::lock::LockError;
 use crate::pipeline::{self, Settings};
-use crate::plan::{Plan, Step, render};
+use crate::plan::{Author, Plan, Step, render};
 use crate::verify::{self, Inputs, Io, Source};
 
 #[derive(Debug, Args)]
@@ -88,12 +88,21 @@ pub fn run(args: &ApplyArgs) -> Exit {
             Err(e) => return super::plan::report_error(e),
         };
         // Who applies (the audit log; the author of an --auto-approve plan): as GitLab says,
-        // asked once.
-        let (author, origin) =
+        // asked once. An --auto-approve apply of ungated AWS scopes alone does not ask: it
+        // never contacts GitLab.
+        let gated = {
+            let gates = Gates::for_state(&prepared.state, &prepared.trusted);
+            prepared.covered.iter().any(|scope| gates.required(scope) > 0)
+        };
+        let ask = file.is_some() || prepared.identity.is_some() || settings.ci.is_some() || gated;
+        let (author, origin) = if ask {
             match pipeline::author(&prepared.state, &settings, prepared.identity.as_ref()).await {
                 Ok(found) => found,
                 Err(e) => return super::plan::report_error(e),
-            };
+            }
+        } else {
+            (Author::unverified("not asked: an apply without GitLab in scope"), None)
+        };
         let who = if author.user_id.is_some() {
             author.username.clone()
         } else {

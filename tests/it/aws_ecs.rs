@@ -449,3 +449,17 @@ fn renaming_an_environment_does_not_shed_its_gate() {
         1
     );
 }
+
+/// A plan and an apply of an AWS environment alone send nothing to GitLab: the emulator
+/// counts no request (positive control: a whole plan does ask it).
+#[test]
+fn an_aws_scope_never_contacts_gitlab() {
+    let w = World::new();
+    w.gitlab.reset_counters();
+    w.expect(&["plan", "--env", "staging"], 2);
+    w.expect(&["apply", "--auto-approve", "--env", "staging"], 0);
+    w.expect(&["plan", "--env", "staging"], 0);
+    assert_eq!(w.gitlab.counters().total, 0, "{:?}", w.gitlab.counters());
+    w.run(&["plan"]);
+    assert!(w.gitlab.counters().total > 0, "the whole plan reads GitLab");
+}

@@ -6,7 +6,8 @@
 use std::process::Output;
 
 use crate::support::aws::{
-    Workspace, digest_of, example_seed, image_of, push_image, revisions, service,
+    Workspace, aws_requests, count, digest_of, example_seed, image_of, push_image, revisions,
+    service,
 };
 use crate::support::gitlab::Gitlab;
 use crate::support::moto::Moto;
@@ -88,6 +89,33 @@ impl World {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+}
+
+/// Production planned from empty (every service a create): the promotion evidence of its three
+/// services is read with one DescribeServices for staging's cluster (10 per call), beside the
+/// one that reads production's own; each service's evidence is in the plan.
+#[test]
+fn promotion_evidence_is_read_ten_services_per_request() {
+    let moto = Moto::start();
+    example_seed(&moto);
+    let w = World {
+        moto,
+        gitlab: Gitlab::start(),
+        ws: Workspace::example(),
+    };
+    w.expect(&["apply", "--auto-approve", "--env", "staging"], 0);
+    let plan = w.expect(&["plan", "--env", "production"], 2);
+    let requests = aws_requests(&text(&plan.stderr));
+    assert_eq!(count(&requests, "DescribeServices"), 2, "{requests:?}");
+    let stdout = text(&plan.stdout);
+    for service in ["api-gateway", "inventory-app", "billing-app"] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains("promotion: ") && l.contains(&format!("staging/{service}"))),
+            "{service}:\n{stdout}"
+        );
     }
 }
 

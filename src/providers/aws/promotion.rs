@@ -301,12 +301,22 @@ pub async fn check(
             _ => None,
         })
         .collect();
+    // Every counterpart read at once: DescribeServices in chunks of 10 per cluster.
+    let counterparts: Vec<(String, String)> = addresses
+        .iter()
+        .filter_map(|a| match a {
+            Address::Service { env, service } => counterpart(state, env, service).ok(),
+            _ => None,
+        })
+        .map(|c| (c.spec.cluster.clone(), c.spec.service_name().to_string()))
+        .collect();
+    let running = aws.services_running(counterparts).await;
     let mut out = Vec::new();
     for address in addresses {
         let Address::Service { env, service } = address else {
             continue;
         };
-        let outcome = check_one(aws, state, desired, &digests, env, service).await;
+        let outcome = check_one(aws, state, desired, &digests, &running, env, service).await;
         out.push(Checked {
             address: address.clone(),
             outcome,
@@ -315,28 +325,43 @@ pub async fn check(
     out
 }
 
+/// The service of the environment `env` is promoted from, with the same name.
+fn counterpart<'a>(
+    state: &'a DesiredState,
+    env: &str,
+    service: &str,
+) -> Result<&'a crate::spec::Declared<crate::spec::ecs_service::EcsService>, String> {
+    let source = source_of(state, env).ok_or_else(|| format!("{env} has no promote_from"))?;
+    state
+        .services
+        .iter()
+        .find(|s| s.spec.environment == source && s.spec.name == service)
+        .ok_or_else(|| format!("{source} declares no service {service}"))
+}
+
+/// Services of source environments and what they run, by (cluster, name).
+type Running = BTreeMap<(String, String), Result<Option<(ServiceView, td::TaskDef)>, String>>;
+
 async fn check_one(
     aws: &Aws,
     state: &DesiredState,
     desired: &[Desired],
     digests: &BTreeMap<String, String>,
+    running: &Running,
     env: &str,
     service: &str,
 ) -> Result<String, String> {
     let source = source_of(state, env).ok_or_else(|| format!("{env} has no promote_from"))?;
-    let counterpart = state
-        .services
-        .iter()
-        .find(|s| s.spec.environment == source && s.spec.name == service)
-        .ok_or_else(|| format!("{source} declares no service {service}"))?;
+    let counterpart = counterpart(state, env, service)?;
     let wanted = wanted_images(desired, env, service).ok_or_else(|| {
         format!("the task definition of {env}/{service} is not in this run: plan again")
     })?;
     let cluster = &counterpart.spec.cluster;
     let name = counterpart.spec.service_name();
-    let (view, running) = aws
-        .service_running(cluster, name)
-        .await
+    let (view, running) = running
+        .get(&(cluster.clone(), name.to_string()))
+        .cloned()
+        .unwrap_or_else(|| Err("not read".into()))
         .map_err(|e| format!("{source}/{service} could not be read: {e}"))?
         .ok_or_else(|| {
             format!("{source}/{service} does not run (no service {name} in cluster {cluster})")

@@ -473,29 +473,9 @@ impl Aws {
                 )
             })
             .collect();
-        let mut by_cluster: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for (_, cluster, name) in &services {
-            by_cluster.entry(cluster).or_default().push(name.clone());
-        }
-        let reads = by_cluster.iter().flat_map(|(cluster, names)| {
-            names
-                .chunks(DESCRIBE_SERVICES_BATCH)
-                .map(move |chunk| async move {
-                    let result = self.describe_services(cluster, chunk).await;
-                    (cluster.to_string(), chunk.to_vec(), result)
-                })
-        });
-        let mut found: BTreeMap<(String, String), Result<Option<ServiceView>, String>> =
-            BTreeMap::new();
-        for (cluster, chunk, result) in join_all(reads).await {
-            for name in chunk {
-                let r = match &result {
-                    Ok(map) => Ok(map.get(&name).cloned()),
-                    Err(e) => Err(e.clone()),
-                };
-                found.insert((cluster.clone(), name), r);
-            }
-        }
+        let found = self
+            .describe_many(services.iter().map(|(_, c, n)| (c.clone(), n.clone())))
+            .await;
 
         // The revisions the services run: one DescribeTaskDefinition per distinct one.
         let refs: BTreeSet<String> = found
@@ -592,27 +572,78 @@ impl Aws {
         }
     }
 
-    /// A live service and the task definition it runs (for the promotion rule): `None` when
-    /// the service does not exist.
-    pub(crate) async fn service_running(
+    /// Services by (cluster, name): DescribeServices in chunks of 10 per cluster, concurrently.
+    async fn describe_many(
         &self,
-        cluster: &str,
-        name: &str,
-    ) -> Result<Option<(ServiceView, TaskDef)>, String> {
-        let Some(view) = self
-            .describe_services(cluster, &[name.to_string()])
-            .await?
-            .remove(name)
-        else {
-            return Ok(None);
-        };
-        let running = view
-            .task_definition
-            .clone()
-            .ok_or("the service runs no task definition")?;
-        let t = self.describe_task_definition(&running).await?;
+        services: impl IntoIterator<Item = (String, String)>,
+    ) -> BTreeMap<(String, String), Result<Option<ServiceView>, String>> {
+        let mut by_cluster: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (cluster, name) in services {
+            let names = by_cluster.entry(cluster).or_default();
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        let reads = by_cluster.iter().flat_map(|(cluster, names)| {
+            names
+                .chunks(DESCRIBE_SERVICES_BATCH)
+                .map(move |chunk| async move {
+                    let result = self.describe_services(cluster, chunk).await;
+                    (cluster.clone(), chunk.to_vec(), result)
+                })
+        });
+        let mut found = BTreeMap::new();
+        for (cluster, chunk, result) in join_all(reads).await {
+            for name in chunk {
+                let r = match &result {
+                    Ok(map) => Ok(map.get(&name).cloned()),
+                    Err(e) => Err(e.clone()),
+                };
+                found.insert((cluster.clone(), name), r);
+            }
+        }
+        found
+    }
+
+    /// Live services with the task definitions they run (for the promotion rule), by (cluster,
+    /// name): `None` when the service does not exist. DescribeServices in chunks of 10 per
+    /// cluster, one DescribeTaskDefinition per distinct revision.
+    pub(crate) async fn services_running(
+        &self,
+        services: impl IntoIterator<Item = (String, String)>,
+    ) -> BTreeMap<(String, String), Result<Option<(ServiceView, TaskDef)>, String>> {
+        let found = self.describe_many(services).await;
+        let refs: BTreeSet<String> = found
+            .values()
+            .filter_map(|r| r.as_ref().ok()?.as_ref()?.task_definition.clone())
+            .collect();
+        let described: BTreeMap<String, Result<TaskDef, String>> = stream::iter(refs)
+            .map(|r| async move {
+                let d = self.describe_task_definition(&r).await;
+                (r, d)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
         self.log_counts();
-        Ok(Some((view, t)))
+        found
+            .into_iter()
+            .map(|(key, view)| {
+                let running = view.and_then(|view| {
+                    let Some(view) = view else { return Ok(None) };
+                    let running = view
+                        .task_definition
+                        .clone()
+                        .ok_or("the service runs no task definition")?;
+                    let t = described
+                        .get(&running)
+                        .cloned()
+                        .unwrap_or_else(|| Err("not described".into()))?;
+                    Ok(Some((view, t)))
+                });
+                (key, running)
+            })
+            .collect()
     }
 
     /// What ECR says about images now (one BatchGetImage per repository), for the promotion
