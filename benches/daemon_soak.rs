@@ -93,12 +93,20 @@ fn main() {
     emu.set_faults(faults.clone()).unwrap();
     emu.reset_counters();
 
-    let mut child = reconcile(&["daemon", "--interval", "2ms", "--listen", "127.0.0.1:0"])
-        .env("RECONCILE_LOG", "warn")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = reconcile(&[
+        "daemon",
+        "--interval",
+        "2ms",
+        "--listen",
+        "127.0.0.1:0",
+        "--sweep-period",
+        "0s",
+    ])
+    .env("RECONCILE_LOG", "warn")
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
     let pid = child.id();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let url = loop {

@@ -5,68 +5,21 @@
 //! on time; the request count must be the minimum.
 //!
 //! `cargo bench --bench gitlab_plan` (`FLEET_PROJECTS=1000,3000,10000` by default;
-//! `FLEET_RATE_LIMIT_RPM=600` also plans the largest fleet against a rate-limited emulator).
+//! `FLEET_RATE_LIMIT_RPM=600` also plans the largest fleet against a rate-limited emulator, and
+//! applies `FLEET_RATE_LIMIT_CHANGES` (default 1,002) variable changes under that limit: wall
+//! against the rate floor, and the share of 429s).
 
-use std::fmt::Write as _;
 use std::time::Instant;
 
 use gitlab_emulator::{Config, Emulator, Faults};
 use reconcile::pipeline::{self, Settings};
 
+#[path = "fleet/mod.rs"]
+mod fleet;
+use fleet::{fleet, fleet_with_values};
+
 const TOKEN: &str = "bench-admin-token";
 const LATENCY_MS: u64 = 20;
-
-fn fleet(dir: &std::path::Path, projects: usize, users: usize) {
-    std::fs::write(
-        dir.join("reconcile.yaml"),
-        "gitlab: {url: http://gitlab.invalid}\n",
-    )
-    .unwrap();
-    let mut u = String::from("users:\n");
-    for i in 0..users {
-        writeln!(
-            u,
-            "  - {{username: user{i}, name: User {i}, email: user{i}@example.com}}"
-        )
-        .unwrap();
-    }
-    std::fs::write(dir.join("users.yaml"), u).unwrap();
-    for chunk in 0..projects.div_ceil(100) {
-        let mut p = String::from("projects:\n");
-        for i in chunk * 100..((chunk + 1) * 100).min(projects) {
-            writeln!(p, "  - namespace: root\n    path: project-{i}\n    visibility: private\n    default_branch: main\n    members:\n      items:").unwrap();
-            for m in 0..4 {
-                writeln!(
-                    p,
-                    "        - {{user: user{}, access: developer}}",
-                    (i * 4 + m) % users
-                )
-                .unwrap();
-            }
-            writeln!(p, "    protected_branches:\n      items:").unwrap();
-            writeln!(
-                p,
-                "        - {{name: main, push: maintainer, merge: developer}}"
-            )
-            .unwrap();
-            writeln!(
-                p,
-                "        - {{name: \"release/*\", push: maintainer, merge: maintainer}}"
-            )
-            .unwrap();
-            writeln!(p, "    variables:\n      items:").unwrap();
-            for v in 0..6 {
-                writeln!(
-                    p,
-                    "        - {{key: VAR_{v}, value: value-{i}-{v}, protected: {}}}",
-                    v % 2 == 0
-                )
-                .unwrap();
-            }
-        }
-        std::fs::write(dir.join(format!("projects-{chunk}.yaml")), p).unwrap();
-    }
-}
 
 /// CPU seconds (user + system) of this process's main thread and of its threads whose name
 /// starts with `prefix`.
@@ -305,6 +258,71 @@ fn main() {
         if floor > 0.0 {
             println!("  ratio to floor {:.2}", m.wall / floor);
         }
+        emu_rt.block_on(throttled.shutdown()).unwrap();
+
+        // Applying variable changes under the same limit (Rack::Attack's fixed window).
+        let changes: usize = std::env::var("FLEET_RATE_LIMIT_CHANGES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1002);
+        let small = changes.div_ceil(6);
+        let small_dir = tempfile::tempdir().unwrap();
+        let seeding = emu_rt
+            .block_on(Emulator::start(Config {
+                admin_tokens: vec![TOKEN.into()],
+                ..Config::default()
+            }))
+            .unwrap();
+        fleet(small_dir.path(), small, 50);
+        let url = seeding.url();
+        let settings = Settings::from_env(|k| match k {
+            "GITLAB_URL" => Some(url.clone()),
+            "GITLAB_TOKEN" => Some(TOKEN.into()),
+            _ => None,
+        });
+        seed(&rt, small_dir.path(), &settings);
+        let state = seeding.dump_state();
+        emu_rt.block_on(seeding.shutdown()).unwrap();
+        let throttled = emu_rt
+            .block_on(Emulator::start(Config {
+                admin_tokens: vec![TOKEN.into()],
+                rate_limit: Some(gitlab_emulator::RateLimit {
+                    requests_per_minute: rpm,
+                    headers: true,
+                    ..gitlab_emulator::RateLimit::default()
+                }),
+                ..Config::default()
+            }))
+            .unwrap();
+        throttled.load_state(state).unwrap();
+        fleet_with_values(small_dir.path(), small, 50, "-changed");
+        let url = throttled.url();
+        let settings = Settings::from_env(|k| match k {
+            "GITLAB_URL" => Some(url.clone()),
+            "GITLAB_TOKEN" => Some(TOKEN.into()),
+            _ => None,
+        });
+        throttled.reset_counters();
+        let cpu0 = cpu_of_threads("reconcile");
+        let start = Instant::now();
+        let steps = seed(&rt, small_dir.path(), &settings);
+        let wall = start.elapsed().as_secs_f64();
+        let cpu = cpu_of_threads("reconcile") - cpu0;
+        let counters = throttled.counters();
+        let floor =
+            counters.total.saturating_sub(counters.rate_limited) as f64 * 60.0 / f64::from(rpm);
+        println!(
+            "apply of {steps} variable changes ({small} projects), rate limit {rpm} requests/min per user (fixed windows):"
+        );
+        println!("  wall time      {wall:.1} s (CPU {cpu:.2} s)");
+        println!(
+            "  requests       {} ({} refused with 429: {:.2} %)",
+            counters.total,
+            counters.rate_limited,
+            counters.rate_limited as f64 * 100.0 / counters.total.max(1) as f64
+        );
+        println!("  rate floor     {floor:.1} s (answered requests at {rpm}/min)");
+        println!("  ratio to floor {:.3}", wall / floor);
         emu_rt.block_on(throttled.shutdown()).unwrap();
     }
     emu_rt.block_on(emu.shutdown()).unwrap();
