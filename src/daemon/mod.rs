@@ -41,6 +41,9 @@ use held::Held;
 use notify::Notifier;
 use source::Source;
 
+/// How long a cycle woken by a system hook waits for the rest of the burst.
+const HOOK_DEBOUNCE: Duration = Duration::from_secs(1);
+
 /// Consecutive failed cycles after which the daemon reports itself unhealthy.
 pub(crate) const UNHEALTHY_AFTER: u32 = 3;
 
@@ -302,6 +305,14 @@ impl Daemon {
             let reason = self.wait(delay).await;
             if reason == "shutdown" {
                 return 0;
+            }
+            if reason == "GitLab system hook" {
+                // Events come in bursts (one change, several hooks): one cycle reads them all,
+                // and a flood of hooks starts at most one cycle per second.
+                tokio::select! {
+                    _ = tokio::time::sleep(HOOK_DEBOUNCE) => {}
+                    _ = self.stop.cancelled() => return 0,
+                }
             }
             tracing::info!(reason, "Cycle starting");
         }

@@ -406,3 +406,57 @@ impl Watch {
         Ok(fresh)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hooks_mark_the_projects_and_users_they_name() {
+        let mut dirty = Dirty::default();
+        dirty.hook(
+            &json!({"event_name": "project_rename", "path_with_namespace": "Team/New",
+            "old_path_with_namespace": "team/old"}),
+        );
+        dirty.hook(&json!({"event_name": "user_update_for_team",
+            "project_path_with_namespace": "team/app", "user_username": "dev1"}));
+        assert_eq!(
+            dirty.projects,
+            BTreeSet::from(["team/new".into(), "team/old".into(), "team/app".into()])
+        );
+        assert!(!dirty.users, "a team event is about a project's members");
+        dirty.hook(&json!({"event_name": "user_add_to_group", "user_username": "dev1"}));
+        assert!(!dirty.users, "groups are not managed yet");
+        dirty.hook(&json!({"event_name": "user_destroy", "username": "dev1"}));
+        assert!(dirty.users);
+        let mut other = Dirty::default();
+        other.hook(&json!({"event_name": "repository_update"}));
+        assert!(
+            other.projects.is_empty() && !other.users,
+            "unknown events mark nothing"
+        );
+    }
+
+    #[test]
+    fn the_daemons_own_writes_mark_their_project_or_the_users() {
+        let mut dirty = Dirty::default();
+        dirty.wrote(&Address::Variable {
+            project: "team/app".into(),
+            key: "K".into(),
+            scope: "*".into(),
+        });
+        dirty.wrote(&Address::Project {
+            path: "team/web".into(),
+        });
+        assert_eq!(
+            dirty.projects,
+            BTreeSet::from(["team/app".into(), "team/web".into()])
+        );
+        assert!(!dirty.users);
+        dirty.wrote(&Address::User {
+            username: "dev1".into(),
+        });
+        assert!(dirty.users);
+    }
+}

@@ -441,12 +441,11 @@ impl GitlabClient {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let at = self
-                .pace
-                .lock()
-                .expect("not poisoned")
-                .reserve(Instant::now());
-            tokio::time::sleep_until(at).await;
+            let now = Instant::now();
+            let at = self.pace.lock().expect("not poisoned").reserve(now);
+            if at > now {
+                tokio::time::sleep_until(at).await;
+            }
             // A 429 seen while this one waited for its turn moves everyone back.
             loop {
                 let resume = self.pace.lock().expect("not poisoned").resume_at;

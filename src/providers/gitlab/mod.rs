@@ -193,9 +193,6 @@ impl Gitlab {
             .collect();
         usernames.sort_unstable();
         usernames.dedup();
-        for (address, observed) in self.observe_users(&usernames).await {
-            live.objects.insert(address, observed);
-        }
 
         // Projects in the order given, each with its desired children.
         let mut projects: Vec<(&Desired, Vec<&Desired>)> = Vec::new();
@@ -213,10 +210,13 @@ impl Gitlab {
                 projects[i].1.push(d);
             }
         }
+        // Users (one listing, its pages in sequence) beside the projects.
         let reads = projects
             .iter()
             .map(|(p, children)| self.observe_project(p, children, me.as_deref()));
-        for (objects, unmanaged) in join_all(reads).await {
+        let (users, projects) = tokio::join!(self.observe_users(&usernames), join_all(reads));
+        live.objects.extend(users);
+        for (objects, unmanaged) in projects {
             live.objects.extend(objects);
             live.unmanaged.extend(unmanaged);
         }
