@@ -137,7 +137,8 @@ fn main() {
     let started = Instant::now();
     wait_cycles(measured);
     let counted = cycles() - start;
-    let requests = emu.counters().total;
+    let counters = emu.counters();
+    let requests = counters.total;
     let per_cycle = requests as f64 / counted as f64;
     println!(
         "incremental daemon on {projects} projects and {users} users, interval {INTERVAL_SECS} s, sweep period {sweep} s:"
@@ -148,6 +149,12 @@ fn main() {
         started.elapsed().as_secs_f64(),
         per_cycle * 100.0 / full_plan as f64
     );
+    let by_route: Vec<String> = counters
+        .by_route
+        .iter()
+        .map(|(route, n)| format!("{route} {:.1}", *n as f64 / counted as f64))
+        .collect();
+    println!("  per cycle by route  {}", by_route.join(", "));
     let cycle_secs = started.elapsed().as_secs_f64() / counted as f64;
     println!(
         "  floor per cycle     {:.1} (3 preflight + 2 inventory + 4 per project for {projects} projects × {cycle_secs:.1} s per cycle ÷ {sweep} s)",

@@ -319,9 +319,9 @@ impl Watch {
         live
     }
 
-    /// Paths of the projects GitLab updated since the last look (with a second of overlap, so
-    /// an update in the same second as the watermark is not missed; a project whose stamp did
-    /// not change is not reported again).
+    /// Paths of the projects GitLab updated since the last look (from the watermark's whole
+    /// second, so an update in the same second is not missed; a project whose stamp did not
+    /// change is not reported again).
     async fn project_inventory(&mut self, gitlab: &Gitlab) -> Result<Vec<String>, ()> {
         let mut builder = gitlab::api::projects::Projects::builder();
         builder
@@ -330,7 +330,9 @@ impl Watch {
             .simple(true);
         let first_look = self.projects_since.is_none();
         if let Some(since) = self.projects_since {
-            builder.updated_after(since - chrono::Duration::seconds(1));
+            // GitLab's filter is inclusive and this parameter has whole seconds: the projects
+            // of the watermark's second come again, and their unchanged stamps leave them out.
+            builder.updated_after(since);
         }
         let endpoint = builder.build().map_err(|_| ())?;
         // The first look only sets the watermark.
