@@ -85,7 +85,10 @@ fn main() {
         "127.0.0.1:0",
     ])
     .env("RECONCILE_HOOK_TOKEN", "watch-hook-token")
-    .env("RECONCILE_LOG", "warn")
+    .env(
+        "RECONCILE_LOG",
+        std::env::var("RECONCILE_LOG").unwrap_or_else(|_| "warn".into()),
+    )
     .stderr(Stdio::piped())
     .stdout(Stdio::null())
     .spawn()
@@ -97,7 +100,13 @@ fn main() {
             break url.to_string();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if line.contains("inventory") {
+                eprintln!("{line}");
+            }
+        }
+    });
     let http = reqwest::Client::new();
     let cycles = || -> u64 {
         rt.block_on(async {

@@ -319,22 +319,18 @@ impl Watch {
         live
     }
 
-    /// Paths of the projects GitLab updated since the last look (from the watermark's whole
-    /// second, so an update in the same second is not missed; a project whose stamp did not
-    /// change is not reported again).
+    /// Paths of the projects GitLab updated since the last look (from the watermark on,
+    /// inclusive, so an update in the same millisecond is not missed; a project whose stamp did
+    /// not change is not reported again).
     async fn project_inventory(&mut self, gitlab: &Gitlab) -> Result<Vec<String>, ()> {
-        let mut builder = gitlab::api::projects::Projects::builder();
-        builder
-            .order_by(gitlab::api::projects::ProjectOrderBy::UpdatedAt)
-            .sort(gitlab::api::common::SortOrder::Descending)
-            .simple(true);
         let first_look = self.projects_since.is_none();
-        if let Some(since) = self.projects_since {
-            // GitLab's filter is inclusive and this parameter has whole seconds: the projects
-            // of the watermark's second come again, and their unchanged stamps leave them out.
-            builder.updated_after(since);
-        }
-        let endpoint = builder.build().map_err(|_| ())?;
+        // GitLab's filter is inclusive: the watermark's own project comes again, and its
+        // unchanged stamp leaves it out.
+        let endpoint = crate::providers::gitlab::endpoints::ProjectsUpdatedSince {
+            since: self
+                .projects_since
+                .map(|s| s.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        };
         // The first look only sets the watermark.
         let pages = if first_look {
             api::Pagination::Limit(1)
@@ -347,6 +343,11 @@ impl Watch {
             .map_err(
                 |e| tracing::warn!(error = %e, "Project inventory failed: reading every project"),
             )?;
+        tracing::debug!(
+            since = ?self.projects_since,
+            listed = list.len(),
+            "Project inventory"
+        );
         let mut changed = Vec::new();
         for p in &list {
             let (Some(path), Some(stamp)) =

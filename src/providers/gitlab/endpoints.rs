@@ -133,3 +133,34 @@ impl Endpoint for SaveSystemHook<'_> {
         params.into_body()
     }
 }
+
+/// `GET /projects?order_by=updated_at&sort=desc&simple=true[&updated_after=…]`: the project
+/// inventory. The `gitlab` crate sends `updated_after` in whole seconds; this sends GitLab's
+/// own millisecond stamp, so a burst of updates within the watermark's second is not listed
+/// again every cycle.
+pub struct ProjectsUpdatedSince {
+    /// RFC 3339 with milliseconds, e.g. `2026-12-04T19:08:33.671Z` (inclusive).
+    pub since: Option<String>,
+}
+
+impl Endpoint for ProjectsUpdatedSince {
+    fn method(&self) -> Method {
+        Method::GET
+    }
+
+    fn endpoint(&self) -> Cow<'static, str> {
+        "projects".into()
+    }
+
+    fn parameters(&self) -> QueryParams<'_> {
+        let mut params = QueryParams::default();
+        params
+            .push("order_by", "updated_at")
+            .push("sort", "desc")
+            .push("simple", true)
+            .push_opt("updated_after", self.since.as_deref());
+        params
+    }
+}
+
+impl gitlab::api::Pageable for ProjectsUpdatedSince {}

@@ -8,7 +8,7 @@
 //! failed read makes the resource [`Observed::Unknown`].
 
 mod client;
-mod endpoints;
+pub(crate) mod endpoints;
 pub mod identity;
 mod member;
 mod project;
