@@ -478,18 +478,7 @@ impl Aws {
             .await;
 
         // The revisions the services run: one DescribeTaskDefinition per distinct one.
-        let refs: BTreeSet<String> = found
-            .values()
-            .filter_map(|r| r.as_ref().ok()?.as_ref()?.task_definition.clone())
-            .collect();
-        let described: BTreeMap<String, Result<TaskDef, String>> = stream::iter(refs)
-            .map(|r| async move {
-                let d = self.describe_task_definition(&r).await;
-                (r, d)
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+        let described = self.describe_running(&found).await;
 
         let wanted: BTreeSet<&Address> = desired.iter().map(|d| &d.address).collect();
         for (d, cluster, name) in services {
@@ -605,6 +594,25 @@ impl Aws {
         found
     }
 
+    /// The task definitions found services run: one DescribeTaskDefinition per distinct one.
+    async fn describe_running(
+        &self,
+        found: &BTreeMap<(String, String), Result<Option<ServiceView>, String>>,
+    ) -> BTreeMap<String, Result<TaskDef, String>> {
+        let refs: BTreeSet<String> = found
+            .values()
+            .filter_map(|r| r.as_ref().ok()?.as_ref()?.task_definition.clone())
+            .collect();
+        stream::iter(refs)
+            .map(|r| async move {
+                let d = self.describe_task_definition(&r).await;
+                (r, d)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await
+    }
+
     /// Live services with the task definitions they run (for the promotion rule), by (cluster,
     /// name): `None` when the service does not exist. DescribeServices in chunks of 10 per
     /// cluster, one DescribeTaskDefinition per distinct revision.
@@ -613,18 +621,7 @@ impl Aws {
         services: impl IntoIterator<Item = (String, String)>,
     ) -> BTreeMap<(String, String), Result<Option<(ServiceView, TaskDef)>, String>> {
         let found = self.describe_many(services).await;
-        let refs: BTreeSet<String> = found
-            .values()
-            .filter_map(|r| r.as_ref().ok()?.as_ref()?.task_definition.clone())
-            .collect();
-        let described: BTreeMap<String, Result<TaskDef, String>> = stream::iter(refs)
-            .map(|r| async move {
-                let d = self.describe_task_definition(&r).await;
-                (r, d)
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+        let described = self.describe_running(&found).await;
         self.log_counts();
         found
             .into_iter()
